@@ -302,13 +302,19 @@ def download(url: str = DATA_URL, dest_dir: str | os.PathLike | None = None, tim
     return dest
 
 
+DEMO_PATH = Path(__file__).parent / "demo" / "pairs.txt"
+
+
 def resolve_data(path: str | os.PathLike | None) -> Path:
-    """``--data PATH`` if given, else the cached (or freshly downloaded) ``fra-eng.zip``."""
-    return Path(path) if path is not None else download()
+    """``--data PATH`` if given (``demo``: the small corpus shipped with minis2s), else the
+    cached (or freshly downloaded) ``fra-eng.zip``."""
+    if path is None:
+        return download()
+    return DEMO_PATH if str(path) == "demo" else Path(path)
 
 
 __all__ = [
-    "DATA_URL", "DataError", "Dataset", "PAD", "START", "END", "Vocab", "build_dataset",
+    "DATA_URL", "DEMO_PATH", "DataError", "Dataset", "PAD", "START", "END", "Vocab", "build_dataset",
     "cache_dir", "download", "load_dataset", "one_hot", "parse_pairs", "read_text",
     "resolve_data", "shift_targets",
 ]
