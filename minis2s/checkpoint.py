@@ -314,7 +314,7 @@ def _check_param_shapes(directory: Path, flat: dict[str, np.ndarray], meta: dict
         raise CheckpointError(f"{directory / MANIFEST_FILE}: incomplete ({e!r})") from None
     got = {k: tuple(v.shape) for k, v in flat.items()}
     if got != want:
-        diff = [f"{k}: {list(got.get(k, ()))} != {list(want.get(k, ()))}" for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k)]
+        diff = [f"{k} is {list(got[k]) if k in got else 'missing'}, the config needs {list(want[k]) if k in want else 'none'}" for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k)]
         raise CheckpointError(
             f"{directory}: parameter shapes do not fit the config (latent_dim={meta['config'].get('latent_dim')}, "
             f"{len(meta['input_chars'])} input and {len(meta['target_chars'])} target characters): " + "; ".join(diff[:4])

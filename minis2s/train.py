@@ -15,6 +15,7 @@ What Keras does, and what this module does the same way:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -298,6 +299,14 @@ def _non_finite_message(what: str, value: float, epoch: int, step: int, steps: i
     return where + kept + " Lower --learning-rate (or check the data) and train again."
 
 
+@functools.lru_cache(maxsize=8)
+def _compiled_steps(config: Config):
+    """One optimizer and one pair of jitted steps per optimizer setting, shared by every
+    :func:`fit` call in the process, so a resumed or repeated fit reuses the compilation."""
+    optimizer = make_optimizer(config)
+    return optimizer, make_train_step(optimizer), make_eval_step()
+
+
 def fit(
     config: Config,
     data: Dataset,
@@ -340,12 +349,10 @@ def fit(
             f"validation_split={config.validation_split} of {n} samples leaves "
             f"{split_at} for training and {n - split_at} for validation; both must be non-empty"
         )
-    optimizer = make_optimizer(config)
+    optimizer, train_step, eval_step = _compiled_steps(dataclasses.replace(config, epochs=1, num_samples=None))
     if state is None:
         state = initial_state(config, data, optimizer, params)
     params, opt_state = state.params, state.opt_state
-    train_step = make_train_step(optimizer)
-    eval_step = make_eval_step()
     val_idx = np.arange(split_at, n)
     steps = -(-split_at // config.batch_size)
     last_saved: str | None = None
