@@ -408,7 +408,10 @@ def prune(run_dir: str | os.PathLike, keep: set[int]) -> None:
     run_dir = Path(run_dir)
     for epoch, p in list_checkpoints(run_dir):
         if epoch not in keep:
-            shutil.rmtree(p, ignore_errors=True)
+            # hide it with one atomic rename first: a crash mid-delete leaves no half checkpoint
+            hidden = run_dir / f"{TMP_PREFIX}del-{p.name}.{os.getpid()}"
+            os.replace(p, hidden)
+            shutil.rmtree(hidden, ignore_errors=True)
     for p in run_dir.glob(TMP_PREFIX + "*"):
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)

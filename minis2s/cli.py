@@ -168,10 +168,15 @@ def run_train(args) -> int:
         ds = _load_data(path, config.num_samples)
         state = None
         split_at = split_train_val(len(ds), config.validation_split)
+        if split_at == 0 or split_at == len(ds):
+            raise UsageError(
+                f"--validation-split {config.validation_split} of {len(ds)} samples leaves {split_at} for training "
+                f"and {len(ds) - split_at} for validation; both must be non-empty: use more --num-samples"
+            )
         if config.batch_size > split_at:
             raise UsageError(
                 f"--batch-size {config.batch_size} is larger than the training set ({split_at} of {len(ds)} samples, "
-                f"the rest is validation); use --batch-size {max(split_at, 1)} or less, or more --num-samples"
+                f"the rest is validation); use --batch-size {split_at} or less, or more --num-samples"
             )
     _describe(ds)
     extra = {"data": {"path": str(Path(path).resolve())}, "options": options}
