@@ -333,9 +333,9 @@ def load(directory: str | os.PathLike) -> tuple[dict, dict[str, Any]]:
     """Load and verify ``(params, manifest)`` written by :func:`save`; params are numpy arrays.
 
     When the manifest carries a config and vocabularies, the parameter shapes are checked
-    against them too.
+    against them too. A training run directory loads its best checkpoint (:func:`resolve`).
     """
-    directory = Path(directory)
+    directory = resolve(directory)
     manifest = read_manifest(directory)
     flat = read_arrays(directory, PARAMS_FILE, manifest)
     if "config" in manifest and "input_chars" in manifest:

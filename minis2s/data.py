@@ -76,7 +76,10 @@ def read_text(path: str | os.PathLike) -> tuple[str, str]:
             with zipfile.ZipFile(p) as zf:
                 names = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == ZIP_MEMBER]
                 if not names:
-                    raise DataError(f"{p}: the zip holds no {ZIP_MEMBER} (it has: {', '.join(zf.namelist()[:5])})")
+                    raise DataError(
+                        f"{p}: the zip holds no {ZIP_MEMBER} (it has: {', '.join(zf.namelist()[:5])}); "
+                        "pass --data PATH to a fra.txt or to the fra-eng.zip from manythings.org"
+                    )
                 raw = zf.read(names[0])
         except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, zlib.error, OSError) as e:
             raise DataError(f"{p}: not a readable zip ({e}); download it again") from None
@@ -114,7 +117,7 @@ def parse_pairs(text: str, num_samples: int | None, source: str = "<text>") -> t
             )
         if not line.strip():
             if any(rest.strip() for rest in lines[lineno:]):
-                raise DataError(f"{source}:{lineno}: empty line inside the data")
+                raise DataError(f"{source}:{lineno}: empty line inside the data; remove it")
             break
         fields = line.split("\t")
         if len(fields) < 2:

@@ -225,3 +225,9 @@ def test_replacing_a_checkpoint_directory(tmp_path, state, ds):
     np.testing.assert_array_equal(t.params["dense"]["bias"], np.asarray(params2["dense"]["bias"]))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     assert math.isclose(float(t.params["dense"]["bias"][0]), 1.0)
+
+
+def test_load_accepts_a_run_directory(ckpt):
+    params, manifest = checkpoint.load(ckpt.parent)
+    assert manifest["training"]["epoch"] == 1
+    assert checkpoint.resolve(ckpt.parent) == ckpt
