@@ -19,7 +19,8 @@ either no checkpoint of that name or a complete one; hidden ``.tmp-*`` leftovers
 ignored by every reader and removed by the next save.
 
 **Verified loads.** :func:`load` refuses, with a message naming the file and the value: a
-directory that is not a checkpoint, an unknown format version, a missing or extra array,
+directory that is not a checkpoint, an unknown format version, a file whose bytes no longer
+match its SHA-256 (the manifest records one per file and one per array), a missing or extra array,
 an array whose shape or dtype differs from the manifest, an array whose bytes no longer
 match its SHA-256, and parameters whose shapes do not fit the manifest's config.
 
@@ -213,14 +214,17 @@ def write_checkpoint(directory: str | os.PathLike, files: dict[str, dict[str, np
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         arrays_meta: dict[str, dict] = {}
+        files_meta: dict[str, str] = {}
         for fname, arrays in files.items():
             arrays = {k: np.ascontiguousarray(np.asarray(v)) for k, v in arrays.items()}
-            _write_synced(tmp / fname, _npz_bytes(arrays))
+            raw = _npz_bytes(arrays)
+            _write_synced(tmp / fname, raw)
+            files_meta[fname] = hashlib.sha256(raw).hexdigest()
             arrays_meta[fname] = {
                 k: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": array_sha256(a)} for k, a in arrays.items()
             }
         _pause_for_tests()
-        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta, "arrays": arrays_meta}
+        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta, "files": files_meta, "arrays": arrays_meta}
         _write_synced(tmp / MANIFEST_FILE, (json.dumps(manifest, indent=1) + "\n").encode())
         _fsync_dir(tmp)
         old = None
@@ -274,8 +278,29 @@ def read_arrays(directory: str | os.PathLike, fname: str, manifest: dict[str, An
         raise CheckpointError(f"{Path(directory) / MANIFEST_FILE}: lists no {fname}")
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
+    raw = path.read_bytes()
+    want = manifest.get("files", {}).get(fname)
+    if want is not None and hashlib.sha256(raw).hexdigest() != want:
+        # name the damaged array when the file still opens; else report the file
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+                for k in z.files:
+                    e = expected.get(k)
+                    if e and array_sha256(z[k]) != e["sha256"]:
+                        raise CheckpointError(
+                            f"{path}: array {k!r} does not match its SHA-256 in the manifest (its bytes changed); "
+                            "the checkpoint is damaged, use another one"
+                        )
+        except CheckpointError:
+            raise
+        except Exception:
+            pass
+        raise CheckpointError(
+            f"{path}: the file does not match its SHA-256 in the manifest (its bytes changed); "
+            "the checkpoint is damaged, use another one"
+        )
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except Exception as e:  # a damaged zip raises many kinds (BadZipFile, zlib.error, ValueError, ...)
         raise CheckpointError(f"{path}: unreadable ({type(e).__name__}: {e}); the checkpoint is damaged") from None

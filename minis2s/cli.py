@@ -142,9 +142,18 @@ def run_train(args) -> int:
             options["patience"] = saved_options.get("patience")
         if args.checkpoint_every is None:
             options["checkpoint_every"] = int(saved_options.get("checkpoint_every", 1))
-        path = data_mod.resolve_data(args.data if args.data else manifest.get("data", {}).get("path"))
+        recorded = manifest.get("data", {}).get("path") if isinstance(manifest.get("data"), dict) else None
+        if not (args.data or recorded):
+            raise UsageError(f"{ckpt} does not record its training data; pass --data PATH")
+        path = data_mod.resolve_data(args.data or recorded)
         ds = _load_data(path, config.num_samples)
-        _, state, _ = load_state(ckpt, ds)
+        try:
+            _, state, _ = load_state(ckpt, ds)
+        except checkpoint.CheckpointError as e:
+            older = [p for _, p in checkpoint.list_checkpoints(out) if p != ckpt]
+            if older and "data differs" not in str(e):
+                raise checkpoint.CheckpointError(f"{e}. An older checkpoint exists: --resume {older[-1]}") from None
+            raise
         if config.learning_rate != saved.learning_rate:
             print(f"note: learning rate changed from {saved.learning_rate:g} to {config.learning_rate:g}", file=sys.stderr)
         print(f"Resuming {out}/ from {ckpt.name}: {state.epoch} of {config.epochs} epochs done", flush=True)

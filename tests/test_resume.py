@@ -182,3 +182,28 @@ def test_checkpoint_every(ds, tmp_path):
     val = history["val_loss"]
     improved = [e + 1 for e in range(7) if val[e] < min(val[:e], default=np.inf)]
     assert saved == sorted(set(improved) | {3, 6, 7})
+
+
+def test_resume_from_a_damaged_newest_checkpoint_is_refused_with_a_way_out(ds, tmp_path, four_epochs, capsys):
+    import shutil
+
+    _, _, out4 = four_epochs
+    out = tmp_path / "run"
+    shutil.copytree(out4, out)
+    best = checkpoint.best_checkpoint(out)
+    newest = checkpoint.latest_checkpoint(out)
+    if best == newest:  # make sure an older checkpoint exists to point to
+        shutil.copytree(newest, checkpoint.epoch_dir(out, 1))
+        best = checkpoint.epoch_dir(out, 1)
+    raw = bytearray((newest / "params.npz").read_bytes())
+    raw[-200] ^= 0x01
+    (newest / "params.npz").write_bytes(bytes(raw))
+    assert cli.main(["train", "--resume", str(out), "--epochs", "5", "--show", "0"]) == 2
+    assert "does not record its training data; pass --data PATH" in capsys.readouterr().err  # fit() API run
+    assert cli.main(["train", "--resume", str(out), "--data", "demo", "--epochs", "5", "--show", "0"]) == 2
+    err = capsys.readouterr().err
+    assert str(newest) in err and "damaged" in err
+    assert f"An older checkpoint exists: --resume {best}" in err
+    # and resuming from that one explicitly works, continuing in the same run directory
+    assert cli.main(["train", "--resume", str(best), "--data", "demo", "--epochs", str(checkpoint.list_checkpoints(out)[0][0] + 1),
+                     "--show", "0"]) == 0
