@@ -234,7 +234,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"minis2s {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        if args.command == "train":
+            run = getattr(args, "resume", None) or getattr(args, "out", None) or "runs/seed"
+            print(f"interrupted; the last complete checkpoint is kept: continue with "
+                  f"minis2s train --resume {run}", file=sys.stderr)
+        else:
+            print("interrupted", file=sys.stderr)
         return 130
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
 import math
 import os
 import time
@@ -419,6 +418,7 @@ def fit(
 
 
 def write_history(path: str | os.PathLike, history: dict) -> None:
-    with open(path, "w") as f:
-        json.dump(history, f, indent=1)
-        f.write("\n")
+    """Write ``history`` as JSON atomically (temporary file, fsync, rename)."""
+    from .checkpoint import write_history as atomic
+
+    atomic(path, history)

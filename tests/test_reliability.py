@@ -4,10 +4,10 @@ progress; a non-finite loss stops training and keeps the last good checkpoint.""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -93,8 +93,6 @@ def test_bad_data_files_through_the_cli(tmp_path, capsys):
     for case, path, message in _bad_inputs(tmp_path):
         line = _cli_error(capsys, "train", "--data", str(path), "--out", str(tmp_path / "run"))
         assert line.startswith("minis2s train: error: "), (case, line)
-        import re
-
         assert re.search(message, line), (case, line)
     assert not (tmp_path / "run").exists()
 
