@@ -218,3 +218,33 @@ def test_resume_from_a_damaged_newest_checkpoint_is_refused_with_a_way_out(ds, t
     # and resuming from that one explicitly works, continuing in the same run directory
     assert cli.main(["train", "--resume", str(best), "--data", "demo", "--epochs", str(checkpoint.list_checkpoints(out)[0][0] + 1),
                      "--show", "0"]) == 0
+
+
+def test_a_fault_after_an_unsaved_epoch_saves_that_epoch_first(ds, tmp_path, monkeypatch):
+    """With --checkpoint-every 5, epoch 2 (no improvement) is not saved at its end; when
+    epoch 3 turns NaN, epoch 2 is written before training stops, so no finished work is lost."""
+    real = train._compiled_steps(dataclasses.replace(CFG, epochs=1, num_samples=None))
+    optimizer, train_step, eval_step = real
+    steps_per_epoch = 4  # 32 training samples / batch 8
+    calls = {"train": 0, "eval": 0}
+
+    def nan_in_epoch_3(params, opt_state, batch):
+        calls["train"] += 1
+        params, opt_state, metrics = train_step(params, opt_state, batch)
+        if calls["train"] == 2 * steps_per_epoch + 2:
+            metrics = {**metrics, "loss_sum": metrics["loss_sum"] * np.nan}
+        return params, opt_state, metrics
+
+    def worse_each_epoch(params, batch):
+        calls["eval"] += 1
+        m = eval_step(params, batch)
+        return {**m, "loss_sum": m["loss_sum"] * 0 + calls["eval"] * m["count"]}  # val_loss rises
+
+    monkeypatch.setattr(train, "_compiled_steps", lambda config: (optimizer, nan_in_epoch_3, worse_each_epoch))
+    out = tmp_path / "run"
+    with pytest.raises(train.NonFiniteLoss, match=r"loss became nan in epoch 3, step 2 of 4; training stopped. "
+                                                   r"The last good checkpoint is kept: .*epoch-0002"):
+        train.fit(dataclasses.replace(CFG, epochs=6), ds, log=None, out=out, checkpoint_every=5)
+    assert [e for e, _ in checkpoint.list_checkpoints(out)] == [1, 2]  # 1 is the best by val_loss
+    _, state, _ = train.load_state(checkpoint.epoch_dir(out, 2), ds)
+    assert state.epoch == 2 and state.best_epoch == 1 and state.wait == 1
