@@ -28,6 +28,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -75,12 +76,21 @@ def read_text(path: str | os.PathLike) -> tuple[str, str]:
             with zipfile.ZipFile(p) as zf:
                 names = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == ZIP_MEMBER]
                 if not names:
-                    raise DataError(f"{p}: the zip holds no {ZIP_MEMBER} (it has: {', '.join(zf.namelist()[:5])})")
+                    raise DataError(
+                        f"{p}: the zip holds no {ZIP_MEMBER} (it has: {', '.join(zf.namelist()[:5])}); "
+                        "pass --data PATH to a fra.txt or to the fra-eng.zip from manythings.org"
+                    )
                 raw = zf.read(names[0])
-        except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, OSError) as e:
+        except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, zlib.error, OSError) as e:
             raise DataError(f"{p}: not a readable zip ({e}); download it again") from None
         return _decode(raw, f"{p}!{names[0]}"), f"{p}!{names[0]}"
-    return _decode(p.read_bytes(), str(p)), str(p)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise DataError(f"{p}: cannot read ({e.strerror or e})") from None
+    if not raw.strip():
+        raise DataError(f"{p}: the file is empty; expected lines 'English<TAB>French'")
+    return _decode(raw, str(p)), str(p)
 
 
 def parse_pairs(text: str, num_samples: int | None, source: str = "<text>") -> tuple[list[str], list[str]]:
@@ -99,10 +109,15 @@ def parse_pairs(text: str, num_samples: int | None, source: str = "<text>") -> t
     for lineno, line in enumerate(lines, start=1):
         if num_samples is not None and len(inputs) >= num_samples:
             break
-        line = line.removesuffix("\r")
+        line = line.removesuffix("\r")  # CRLF line endings
+        if "\r" in line:
+            raise DataError(
+                f"{source}:{lineno}: carriage return (\\r) inside a line; the file seems to use old Mac "
+                "line endings; convert it to \\n line endings"
+            )
         if not line.strip():
             if any(rest.strip() for rest in lines[lineno:]):
-                raise DataError(f"{source}:{lineno}: empty line inside the data")
+                raise DataError(f"{source}:{lineno}: empty line inside the data; remove it")
             break
         fields = line.split("\t")
         if len(fields) < 2:
@@ -110,7 +125,7 @@ def parse_pairs(text: str, num_samples: int | None, source: str = "<text>") -> t
         inputs.append(fields[0])
         targets.append(START + fields[1] + END)
     if not inputs:
-        raise DataError(f"{source}: contains no sentence pairs")
+        raise DataError(f"{source}: contains no sentence pairs; expected lines 'English<TAB>French'")
     return inputs, targets
 
 

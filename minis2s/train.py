@@ -15,7 +15,8 @@ What Keras does, and what this module does the same way:
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
+import hashlib
 import math
 import os
 import time
@@ -179,17 +180,167 @@ def format_epoch(epoch: int, epochs: int, seconds: float, logs: dict[str, float]
 # --------------------------------------------------------------------------- fit
 
 
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The loss became NaN or infinite; the message names the epoch, the step and the last
+    good checkpoint."""
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """Everything a resumed run needs besides the config and the data.
+
+    ``epoch`` counts finished epochs; the shuffle order of epoch ``e`` (0-based) is
+    ``permutation(fold_in(shuffle_key, e))``, so the key and the epoch fix every future
+    shuffle. ``best_val_loss``, ``best_epoch`` and ``wait`` are Keras'
+    ``ModelCheckpoint(save_best_only=True)`` / ``EarlyStopping`` bookkeeping.
+    """
+
+    params: Params
+    opt_state: optax.OptState
+    epoch: int
+    history: dict[str, list[float]]
+    shuffle_key: np.ndarray  # (2,) uint32, a raw PRNG key
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    wait: int = 0
+
+    def training_meta(self) -> dict:
+        """The JSON part of the state, as stored in a checkpoint manifest."""
+        return {
+            "epoch": self.epoch,
+            "history": self.history,
+            "shuffle_key": [int(x) for x in np.asarray(self.shuffle_key).ravel()],
+            "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
+            "wait": self.wait,
+        }
+
+
+def initial_state(config: Config, data: Dataset, optimizer: optax.GradientTransformation, params: Params | None = None) -> TrainState:
+    """Epoch 0: parameters from ``split(PRNGKey(seed))[0]`` (unless given), shuffles from ``[1]``."""
+    init_key, shuffle_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    if params is None:
+        params = init_params(init_key, model_config(config, data))
+    return TrainState(params, optimizer.init(params), 0, {k: [] for k in HISTORY_KEYS}, np.asarray(shuffle_key))
+
+
+def data_fingerprint(data: Dataset) -> str:
+    """SHA-256 of the training texts, so a resumed run can tell it got the same data."""
+    h = hashlib.sha256()
+    for t in (*data.input_texts, *data.target_texts):
+        h.update(t.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def save_state(out: str | os.PathLike, state: TrainState, config: Config, data: Dataset, extra: dict | None = None) -> str:
+    """Write ``out/epoch-NNNN`` (params, optimizer state, manifest), then keep only it and
+    the best checkpoint, and update ``out/history.json``. Returns the checkpoint path."""
+    from . import checkpoint
+
+    meta = {
+        **checkpoint.model_meta(config, data),
+        "training": state.training_meta(),
+        "data_sha256": data_fingerprint(data),
+        **(extra or {}),
+    }
+    path = checkpoint.save(checkpoint.epoch_dir(out, state.epoch), state.params, meta, state.opt_state)
+    checkpoint.prune(out, keep={state.epoch, state.best_epoch})
+    checkpoint.write_history(os.path.join(out, checkpoint.HISTORY_FILE), state.history)
+    return str(path)
+
+
+def load_state(directory: str | os.PathLike, data: Dataset | None = None) -> tuple[Config, TrainState, dict]:
+    """``(config, state, manifest)`` of a training checkpoint, verified (see
+    :mod:`minis2s.checkpoint`); with ``data``, also check it is the data the run used."""
+    from . import checkpoint
+
+    params, manifest = checkpoint.load(directory)
+    try:
+        config = Config.from_dict(manifest["config"])
+        t = manifest["training"]
+        if data is not None:
+            if manifest.get("data_sha256") != data_fingerprint(data):
+                raise checkpoint.CheckpointError(
+                    f"{directory}: the data differs from the data this run was trained on "
+                    f"({manifest.get('data', {}).get('path', 'path unknown')}, num_samples={config.num_samples}); "
+                    "pass the same --data"
+                )
+        template = make_optimizer(config).init(params)
+        opt_state = checkpoint.load_optimizer_state(directory, manifest, template)
+        history = {k: [float(x) for x in t["history"][k]] for k in HISTORY_KEYS}
+        state = TrainState(
+            params=params,
+            opt_state=opt_state,
+            epoch=int(t["epoch"]),
+            history=history,
+            shuffle_key=np.asarray(t["shuffle_key"], dtype=np.uint32),
+            best_val_loss=float(t["best_val_loss"]),
+            best_epoch=int(t["best_epoch"]),
+            wait=int(t["wait"]),
+        )
+    except (KeyError, TypeError) as e:
+        raise checkpoint.CheckpointError(f"{directory}: not a training checkpoint (manifest lacks {e})") from None
+    if any(len(v) != state.epoch for v in history.values()):
+        raise checkpoint.CheckpointError(f"{directory}: history length does not match epoch {state.epoch}")
+    return config, state, manifest
+
+
+def _non_finite_message(what: str, value: float, epoch: int, step: int, steps: int, last_saved: str | None) -> str:
+    where = f"{what} became {value} in epoch {epoch}, step {step} of {steps}; training stopped."
+    if last_saved:
+        kept = f" The last good checkpoint is kept: {last_saved}."
+    else:
+        kept = " No checkpoint was written (no epoch finished with a finite loss)."
+    return where + kept + " Lower --learning-rate (or check the data) and train again."
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_steps(config: Config):
+    """One optimizer and one pair of jitted steps per optimizer setting, shared by every
+    :func:`fit` call in the process, so a resumed or repeated fit reuses the compilation."""
+    optimizer = make_optimizer(config)
+    return optimizer, make_train_step(optimizer), make_eval_step()
+
+
 def fit(
     config: Config,
     data: Dataset,
     params: Params | None = None,
     log: Callable[[str], None] | None = print,
+    *,
+    out: str | os.PathLike | None = None,
+    state: TrainState | None = None,
+    patience: int | None = None,
+    checkpoint_every: int = 1,
+    checkpoint_extra: dict | None = None,
 ) -> tuple[Params, dict[str, list[float]]]:
     """Train as the seed's ``model.fit`` does; return final parameters and the history.
 
     ``history`` maps ``loss, accuracy, val_loss, val_accuracy, seconds`` to per-epoch lists.
+
+    Args:
+        out: a run directory; when given, a checkpoint ``out/epoch-NNNN`` (parameters,
+            optimizer state, history, RNG key, early-stopping counters) is written every
+            ``checkpoint_every`` epochs, in every epoch that lowers ``val_loss`` (the best
+            checkpoint is always kept, as Keras' ``ModelCheckpoint(save_best_only=True)``)
+            and at the last epoch. Older checkpoints are then deleted.
+        state: continue from this state (see :func:`load_state`) instead of epoch 0; the
+            result is identical to a run that was never interrupted.
+        patience: stop when ``val_loss`` has not decreased for this many epochs in a row
+            (Keras ``EarlyStopping(monitor="val_loss", patience=...)``).
+    Raises:
+        NonFiniteLoss: the training or validation loss became NaN or infinite; nothing of
+            that epoch is saved.
     """
     config.validate()
+    if patience is not None and patience <= 0:
+        raise ValueError(f"patience must be positive, got {patience}")
+    if checkpoint_every <= 0:
+        raise ValueError(f"checkpoint_every must be positive, got {checkpoint_every}")
     n = len(data)
     split_at = split_train_val(n, config.validation_split)
     if split_at == 0 or split_at == n:
@@ -197,38 +348,77 @@ def fit(
             f"validation_split={config.validation_split} of {n} samples leaves "
             f"{split_at} for training and {n - split_at} for validation; both must be non-empty"
         )
-    key = jax.random.PRNGKey(config.seed)
-    init_key, shuffle_key = jax.random.split(key)
-    if params is None:
-        params = init_params(init_key, model_config(config, data))
-    optimizer = make_optimizer(config)
-    opt_state = optimizer.init(params)
-    train_step = make_train_step(optimizer)
-    eval_step = make_eval_step()
+    optimizer, train_step, eval_step = _compiled_steps(dataclasses.replace(config, epochs=1, num_samples=None))
+    if state is None:
+        state = initial_state(config, data, optimizer, params)
+    params, opt_state = state.params, state.opt_state
     val_idx = np.arange(split_at, n)
+    steps = -(-split_at // config.batch_size)
+    last_saved: str | None = None
+    if out is not None:
+        from . import checkpoint
 
-    history: dict[str, list[float]] = {k: [] for k in ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")}
-    for epoch in range(config.epochs):
+        found = checkpoint.list_checkpoints(out)
+        last_saved = str(found[-1][1]) if found else None
+
+    def keep_last_good(good: TrainState, last_saved: str | None) -> str | None:
+        """On a fault, make sure the last finished epoch is on disk (with --checkpoint-every > 1
+        it may not be)."""
+        if out is None or good.epoch == 0 or (last_saved and last_saved.endswith(f"epoch-{good.epoch:04d}")):
+            return last_saved
+        return save_state(out, good, config, data, checkpoint_extra)
+
+    for epoch in range(state.epoch, config.epochs):
         t0 = time.perf_counter()
-        perm = np.asarray(jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), split_at))
+        perm = np.asarray(jax.random.permutation(jax.random.fold_in(state.shuffle_key, epoch), split_at))
         totals = None
+        step_losses = []  # device scalars: checked once per epoch, no sync per step
         for batch in batches(data, perm, config.batch_size):
             params, opt_state, metrics = train_step(params, opt_state, batch)
             totals = _accumulate(totals, metrics)
+            step_losses.append(metrics["loss_sum"])
         logs = _summarise(totals)
+        if not math.isfinite(logs["loss"]):
+            bad = np.asarray(jax.device_get(step_losses))
+            step = int(np.argmax(~np.isfinite(bad)))
+            last_saved = keep_last_good(state, last_saved)
+            raise NonFiniteLoss(_non_finite_message("loss", float(bad[step]), epoch + 1, step + 1, steps, last_saved))
         logs.update({"val_" + k: v for k, v in evaluate(params, data, val_idx, config.batch_size, eval_step).items()})
+        if not math.isfinite(logs["val_loss"]):  # the epoch's last update broke the parameters
+            last_saved = keep_last_good(state, last_saved)
+            raise NonFiniteLoss(_non_finite_message("val_loss", logs["val_loss"], epoch + 1, steps, steps, last_saved))
         seconds = time.perf_counter() - t0
-        for k, v in logs.items():
-            history[k].append(v)
-        history["seconds"].append(seconds)
+        history = {k: [*state.history[k], v] for k, v in {**logs, "seconds": seconds}.items()}
         if log is not None:
             log(format_epoch(epoch + 1, config.epochs, seconds, logs))
-        if not math.isfinite(logs["loss"]):
-            raise FloatingPointError(f"loss became {logs['loss']} in epoch {epoch + 1}")
-    return params, history
+
+        # Keras: ModelCheckpoint(save_best_only=True) and EarlyStopping both use np.less.
+        improved = logs["val_loss"] < state.best_val_loss
+        state = TrainState(
+            params=params,
+            opt_state=opt_state,
+            epoch=epoch + 1,
+            history=history,
+            shuffle_key=state.shuffle_key,
+            best_val_loss=logs["val_loss"] if improved else state.best_val_loss,
+            best_epoch=epoch + 1 if improved else state.best_epoch,
+            wait=0 if improved else state.wait + 1,
+        )
+        stop = patience is not None and state.wait >= patience
+        if out is not None and (improved or stop or state.epoch % checkpoint_every == 0 or state.epoch == config.epochs):
+            last_saved = save_state(out, state, config, data, checkpoint_extra)
+        if stop:
+            if log is not None:
+                log(
+                    f"Epoch {state.epoch}: early stopping, val_loss has not improved for {patience} epochs "
+                    f"(best {state.best_val_loss:.4f} at epoch {state.best_epoch})"
+                )
+            break
+    return params, state.history
 
 
 def write_history(path: str | os.PathLike, history: dict) -> None:
-    with open(path, "w") as f:
-        json.dump(history, f, indent=1)
-        f.write("\n")
+    """Write ``history`` as JSON atomically (temporary file, fsync, rename)."""
+    from .checkpoint import write_history as atomic
+
+    atomic(path, history)

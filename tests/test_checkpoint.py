@@ -1,0 +1,250 @@
+"""Checkpoints: exact round trip (parameters and optimizer state, no pickle), a manifest
+with shapes and SHA-256 per array, refusal of every kind of mismatch, atomic writes."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from minis2s import checkpoint, data, train
+from minis2s.checkpoint import CheckpointError
+
+CFG = train.Config(num_samples=40, batch_size=8, epochs=2, latent_dim=4)
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return data.load_dataset(data.DEMO_PATH, CFG.num_samples)
+
+
+@pytest.fixture
+def state(ds):
+    """A state with a non-trivial optimizer state: one RMSprop update from fake gradients."""
+    optimizer = train.make_optimizer(CFG)
+    s = train.initial_state(CFG, ds, optimizer)
+    grads = jax.tree.map(lambda p: np.full(p.shape, 0.25, np.float32), s.params)
+    updates, opt_state = optimizer.update(grads, s.opt_state, s.params)
+    history = {k: [1.5] for k in train.HISTORY_KEYS}
+    return train.TrainState(s.params, opt_state, 1, history, s.shuffle_key, best_val_loss=1.5, best_epoch=1, wait=0)
+
+
+@pytest.fixture
+def ckpt(tmp_path, state, ds) -> Path:
+    return Path(train.save_state(tmp_path / "run", state, CFG, ds))
+
+
+def _rewrite_manifest(path: Path, edit) -> None:
+    m = json.loads((path / checkpoint.MANIFEST_FILE).read_text())
+    edit(m)
+    (path / checkpoint.MANIFEST_FILE).write_text(json.dumps(m))
+
+
+def test_round_trip_is_exact(ckpt, state, ds):
+    config, loaded, manifest = train.load_state(ckpt, ds)
+    assert config == CFG
+    for a, b in zip(jax.tree.leaves(loaded.params), jax.tree.leaves(state.params)):
+        np.testing.assert_array_equal(a, b)
+    # the optimizer state comes back with the structure of optimizer.init(params)
+    assert jax.tree.structure(loaded.opt_state) == jax.tree.structure(state.opt_state)
+    nu = loaded.opt_state[0].nu["decoder"]["kernel"]
+    np.testing.assert_allclose(nu, 0.1 * 0.25**2, rtol=1e-6)  # (1 - rho) g^2 after one step
+    for a, b in zip(jax.tree.leaves(loaded.opt_state), jax.tree.leaves(state.opt_state)):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.epoch == 1 and loaded.history == state.history
+    np.testing.assert_array_equal(loaded.shuffle_key, state.shuffle_key)
+    assert (loaded.best_val_loss, loaded.best_epoch, loaded.wait) == (1.5, 1, 0)
+
+
+def test_manifest_lists_version_config_vocab_shapes_and_checksums(ckpt, ds):
+    m = json.loads((ckpt / "manifest.json").read_text())
+    assert m["format_version"] == checkpoint.FORMAT_VERSION
+    assert m["config"]["latent_dim"] == 4
+    assert m["input_chars"] == list(ds.input_vocab.chars)
+    assert m["target_chars"] == list(ds.target_vocab.chars)
+    kernel = m["arrays"]["params.npz"]["encoder/kernel"]
+    assert kernel["shape"] == [len(ds.input_vocab), 16] and kernel["dtype"] == "float32"
+    with np.load(ckpt / "params.npz", allow_pickle=False) as z:
+        a = z["encoder/kernel"]
+    import hashlib
+
+    assert kernel["sha256"] == hashlib.sha256(a.tobytes()).hexdigest()
+    assert set(m["arrays"]["optimizer.npz"]) == {
+        f"0/nu/{layer}/{w}" for layer in ("encoder", "decoder") for w in ("kernel", "recurrent_kernel", "bias")
+    } | {"0/nu/dense/kernel", "0/nu/dense/bias"}
+
+
+def test_load_trained_from_checkpoint_and_from_run_dir(ckpt):
+    t = checkpoint.load_trained(ckpt)
+    assert t.config == CFG and t.epoch == 1 and t.path == ckpt
+    t2 = checkpoint.load_trained(ckpt.parent)  # a run directory: its best checkpoint
+    assert t2.path == ckpt
+    np.testing.assert_array_equal(t.params["dense"]["kernel"], t2.params["dense"]["kernel"])
+
+
+def test_changed_bytes_are_refused(ckpt):
+    with np.load(ckpt / "params.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["dense/bias"] = arrays["dense/bias"] + 1e-3  # same shape and dtype, other bytes
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    (ckpt / "params.npz").write_bytes(buf.getvalue())
+    with pytest.raises(CheckpointError, match=r"'dense/bias' does not match its SHA-256"):
+        checkpoint.load(ckpt)
+
+
+def test_flipped_byte_in_file_is_refused(ckpt):
+    raw = bytearray((ckpt / "optimizer.npz").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (ckpt / "optimizer.npz").write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="optimizer.npz: (the file|array .*) does not match its SHA-256"):
+        train.load_state(ckpt)
+
+
+def test_truncated_file_is_refused(ckpt):
+    raw = (ckpt / "params.npz").read_bytes()
+    (ckpt / "params.npz").write_bytes(raw[: len(raw) // 3])
+    with pytest.raises(CheckpointError, match="params.npz: the file does not match its SHA-256 in the manifest"):
+        checkpoint.load(ckpt)
+    # even with a manifest that agrees on the file's checksum, it is refused as unreadable
+    import hashlib
+
+    _rewrite_manifest(ckpt, lambda m: m["files"].update({"params.npz": hashlib.sha256(raw[: len(raw) // 3]).hexdigest()}))
+    with pytest.raises(CheckpointError, match="params.npz: unreadable"):
+        checkpoint.load(ckpt)
+
+
+def test_changed_zip_metadata_is_refused(ckpt):
+    raw = bytearray((ckpt / "params.npz").read_bytes())
+    raw[-10] ^= 0x01  # in the zip's end record, not in any array
+    (ckpt / "params.npz").write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="params.npz: the file does not match its SHA-256"):
+        checkpoint.load(ckpt)
+
+
+def test_wrong_version_is_refused(ckpt):
+    _rewrite_manifest(ckpt, lambda m: m.update(format_version=99))
+    with pytest.raises(CheckpointError, match="format version 99, this minis2s reads version 2"):
+        checkpoint.load(ckpt)
+
+
+def test_shapes_that_do_not_fit_the_config_are_refused(ckpt):
+    _rewrite_manifest(ckpt, lambda m: m["config"].update(latent_dim=5))
+    with pytest.raises(CheckpointError, match=r"do not fit the config \(latent_dim=5.*decoder/bias is \[16\], the config needs \[20\]"):
+        checkpoint.load_trained(ckpt)
+
+
+def test_vocabulary_that_does_not_fit_the_arrays_is_refused(ckpt):
+    _rewrite_manifest(ckpt, lambda m: m.update(target_chars=m["target_chars"][:-1]))
+    with pytest.raises(CheckpointError, match="do not fit the config"):
+        checkpoint.load_trained(ckpt)
+
+
+def test_array_shape_differing_from_manifest_is_refused(ckpt):
+    _rewrite_manifest(ckpt, lambda m: m["arrays"]["params.npz"]["dense/bias"].update(shape=[3]))
+    with pytest.raises(CheckpointError, match=r"'dense/bias' is float32\[\d+\], the manifest says float32\[3\]"):
+        checkpoint.load(ckpt)
+
+
+def test_missing_or_extra_arrays_are_refused(ckpt):
+    _rewrite_manifest(ckpt, lambda m: m["arrays"]["params.npz"].pop("dense/bias"))
+    with pytest.raises(CheckpointError, match="holds arrays .* the manifest lists"):
+        checkpoint.load(ckpt)
+
+
+def test_optimizer_state_for_another_optimizer_is_refused(ckpt, ds):
+    params, manifest = checkpoint.load(ckpt)
+    import optax
+
+    other = optax.adam(1e-3).init(params)  # (count, mu, nu): another structure
+    with pytest.raises(CheckpointError, match="does not match this model/optimizer"):
+        checkpoint.load_optimizer_state(ckpt, manifest, other)
+
+
+def test_pickled_arrays_are_never_loaded(ckpt):
+    buf = io.BytesIO()
+    np.savez(buf, **{"dense/bias": np.array([{"x": 1}], dtype=object)})
+    (ckpt / "params.npz").write_bytes(buf.getvalue())
+    import hashlib
+
+    # a manifest rewritten to vouch for the file: np.load(allow_pickle=False) still refuses it
+    _rewrite_manifest(ckpt, lambda m: m["files"].update({"params.npz": hashlib.sha256(buf.getvalue()).hexdigest()}))
+    with pytest.raises(CheckpointError, match="unreadable .*allow_pickle=False"):
+        checkpoint.load(ckpt)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "nope", "no such checkpoint directory"),
+        (lambda p: (p / "f.txt").write_text("x") and p / "f.txt", "is a file, not a checkpoint directory"),
+        (lambda p: p, "not a minis2s checkpoint \\(no manifest.json\\)"),
+    ],
+)
+def test_not_a_checkpoint(tmp_path, make, message):
+    with pytest.raises(CheckpointError, match=message):
+        checkpoint.load_trained(make(tmp_path))
+
+
+def test_invalid_manifest_json_is_refused(ckpt):
+    (ckpt / "manifest.json").write_text('{"format": "minis2s-checkpoint", ')
+    with pytest.raises(CheckpointError, match="manifest.json: not valid JSON"):
+        checkpoint.load(ckpt)
+
+
+def test_a_failed_save_leaves_no_checkpoint_and_the_old_one_intact(tmp_path, state, ds, monkeypatch):
+    run = tmp_path / "run"
+    first = Path(train.save_state(run, state, CFG, ds))
+    before = (first / "params.npz").read_bytes()
+    calls = []
+    real = checkpoint._write_synced
+
+    def failing(path, data_):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device", str(path))
+        real(path, data_)
+
+    monkeypatch.setattr(checkpoint, "_write_synced", failing)
+    later = train.TrainState(**{**state.__dict__, "epoch": 2})
+    with pytest.raises(OSError, match="No space left"):
+        train.save_state(run, later, CFG, ds)
+    assert [p.name for _, p in checkpoint.list_checkpoints(run)] == ["epoch-0001"]
+    assert not list(run.glob(".tmp-*")), "the temporary directory is cleaned up"
+    assert (first / "params.npz").read_bytes() == before
+    assert checkpoint.latest_checkpoint(run) == first
+
+
+def test_only_latest_and_best_are_kept(tmp_path, state, ds):
+    run = tmp_path / "run"
+    for epoch, best in [(1, 1), (2, 1), (3, 1), (4, 4)]:
+        s = train.TrainState(**{**state.__dict__, "epoch": epoch, "best_epoch": best,
+                                "history": {k: [1.0] * epoch for k in train.HISTORY_KEYS}})
+        train.save_state(run, s, CFG, ds)
+        if epoch == 3:
+            assert [e for e, _ in checkpoint.list_checkpoints(run)] == [1, 3]
+            assert checkpoint.best_checkpoint(run).name == "epoch-0001"
+    assert [e for e, _ in checkpoint.list_checkpoints(run)] == [4]
+    assert json.loads((run / "history.json").read_text())["loss"] == [1.0] * 4
+
+
+def test_replacing_a_checkpoint_directory(tmp_path, state, ds):
+    d = tmp_path / "model"
+    checkpoint.save_trained(d, state.params, CFG, ds)
+    params2 = jax.tree.map(lambda p: p + 1.0, state.params)
+    checkpoint.save_trained(d, params2, CFG, ds)
+    t = checkpoint.load_trained(d)
+    np.testing.assert_array_equal(t.params["dense"]["bias"], np.asarray(params2["dense"]["bias"]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert math.isclose(float(t.params["dense"]["bias"][0]), 1.0)
+
+
+def test_load_accepts_a_run_directory(ckpt):
+    params, manifest = checkpoint.load(ckpt.parent)
+    assert manifest["training"]["epoch"] == 1
+    assert checkpoint.resolve(ckpt.parent) == ckpt

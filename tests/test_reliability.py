@@ -1,0 +1,344 @@
+"""Reliability: bad data and bad flags end in a one-line error (file, line, value, what to
+do), exit code 2 and no traceback; SIGKILL at any moment loses at most the epoch in
+progress; a non-finite loss stops training and keeps the last good checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import ROOT, TINY_PAIRS, run_cli
+from minis2s import checkpoint, cli, data, train
+from minis2s.data import DataError, Vocab
+
+GOOD = "".join(f"{e}\t{f}\n" for e, f in TINY_PAIRS)
+
+
+def _cli_error(capsys, *argv: str) -> str:
+    """Run ``minis2s ARGV`` in-process; assert exit code 2 and a one-line error, no traceback."""
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as e:  # argparse
+        code = e.code
+    captured = capsys.readouterr()
+    assert code == 2, (code, captured)
+    assert "Traceback" not in captured.err
+    lines = [l for l in captured.err.splitlines() if l.strip()]
+    assert lines and lines[-1].startswith("minis2s"), captured.err
+    return lines[-1]
+
+
+# --------------------------------------------------------------------------- bad data
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, raw in members.items():
+            zf.writestr(name, raw)
+    return path
+
+
+def _bad_inputs(tmp: Path) -> list[tuple[str, Path, str]]:
+    """(case, path, expected message) for every bad data file; also the README's list."""
+    (tmp / "dir").mkdir()
+    (tmp / "empty.txt").write_bytes(b"")
+    (tmp / "blank.txt").write_bytes(b"\n\n  \n")
+    (tmp / "notab.txt").write_text("Go.\tVa !\nRun!\tCours !\nHi. Salut.\n", encoding="utf-8")
+    (tmp / "latin1.txt").write_bytes("Go.\tVa !\nHelp!\tÀ l'aide !\n".encode("latin-1"))
+    (tmp / "hole.txt").write_text("Go.\tVa !\n\nRun!\tCours !\n", encoding="utf-8")
+    (tmp / "mac.txt").write_bytes(b"Go.\tVa !\rRun!\tCours !\r")
+    _zip(tmp / "nofra.zip", {"other.txt": GOOD.encode()})
+    full = _zip(tmp / "full.zip", {"fra.txt": GOOD.encode() * 50}).read_bytes()
+    (tmp / "truncated.zip").write_bytes(full[: len(full) // 2])
+    # flip one byte of the compressed data: the member fails to inflate or fails its CRC
+    broken = bytearray(full)
+    broken[60] ^= 0xFF
+    (tmp / "corrupt.zip").write_bytes(bytes(broken))
+    return [
+        ("missing file", tmp / "nope.txt", r"nope.txt: no such file; pass --data PATH to a fra.txt or fra-eng.zip"),
+        ("directory", tmp / "dir", r"dir: is a directory; pass --data PATH to a fra.txt or fra-eng.zip file"),
+        ("empty file", tmp / "empty.txt", r"empty.txt: the file is empty; expected lines 'English<TAB>French'"),
+        ("only blank lines", tmp / "blank.txt", r"blank.txt: the file is empty"),
+        ("line without TAB", tmp / "notab.txt", r"notab.txt:3: expected 'English<TAB>French', found no TAB: 'Hi. Salut.'"),
+        ("not UTF-8", tmp / "latin1.txt", r"latin1.txt:2: not valid UTF-8 \(byte 0xc0 at offset 15\); save the file as UTF-8"),
+        ("blank line inside", tmp / "hole.txt", r"hole.txt:2: empty line inside the data"),
+        ("CR line endings", tmp / "mac.txt", r"mac.txt:1: carriage return \(\\r\) inside a line"),
+        ("zip without fra.txt", tmp / "nofra.zip", r"nofra.zip: the zip holds no fra.txt \(it has: other.txt\)"),
+        ("truncated zip", tmp / "truncated.zip", r"truncated.zip: not a readable zip \(.*\); download it again"),
+        ("corrupt zip member", tmp / "corrupt.zip", r"corrupt.zip: not a readable zip \(.*\); download it again"),
+    ]
+
+
+def test_bad_data_files_name_the_problem(tmp_path):
+    for case, path, message in _bad_inputs(tmp_path):
+        with pytest.raises(DataError, match=message):
+            data.load_dataset(path, 10)
+
+
+def test_bad_data_files_through_the_cli(tmp_path, capsys):
+    for case, path, message in _bad_inputs(tmp_path):
+        line = _cli_error(capsys, "train", "--data", str(path), "--out", str(tmp_path / "run"))
+        assert line.startswith("minis2s train: error: "), (case, line)
+        assert re.search(message, line), (case, line)
+    assert not (tmp_path / "run").exists()
+
+
+def test_bom_and_crlf_are_handled_not_kept(tmp_path):
+    lf = tmp_path / "lf.txt"
+    lf.write_text(GOOD, encoding="utf-8")
+    crlf = tmp_path / "crlf.txt"
+    crlf.write_bytes(b"\xef\xbb\xbf" + GOOD.replace("\n", "\r\n").encode("utf-8"))
+    a, b = data.load_dataset(lf, None), data.load_dataset(crlf, None)
+    assert b.input_texts == a.input_texts and b.target_texts == a.target_texts
+    assert b.input_texts[0] == "Go."  # no U+FEFF in front
+    assert "\r" not in b.target_vocab.chars and "\ufeff" not in b.input_vocab.chars
+    np.testing.assert_array_equal(a.decoder_tokens, b.decoder_tokens)
+
+
+def test_zip_holding_fra_txt_is_read(tmp_path):
+    z = _zip(tmp_path / "fra-eng.zip", {"_about.txt": b"x", "fra.txt": GOOD.encode()})
+    assert data.load_dataset(z, None).input_texts == [e for e, _ in TINY_PAIRS]
+
+
+def test_num_samples_larger_than_the_file_takes_all_with_a_note(tmp_path, capsys):
+    p = tmp_path / "fra.txt"
+    p.write_text(GOOD, encoding="utf-8")
+    ds = cli._load_data(p, 1000)
+    assert len(ds) == len(TINY_PAIRS)
+    assert f"note: --num-samples 1000 is more than the 8 pairs in {p}; using all 8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--num-samples", "0"], "argument --num-samples: must be positive, got 0"),
+        (["--num-samples", "-5"], "argument --num-samples: must be positive, got -5"),
+        (["--num-samples", "many"], "argument --num-samples: expected an integer, got 'many'"),
+        (["--epochs", "0"], "argument --epochs: must be positive, got 0"),
+        (["--epochs", "-1"], "argument --epochs: must be positive, got -1"),
+        (["--epochs", "2.5"], "argument --epochs: expected an integer, got '2.5'"),
+        (["--batch-size", "0"], "argument --batch-size: must be positive, got 0"),
+        (["--latent-dim", "-8"], "argument --latent-dim: must be positive, got -8"),
+        (["--validation-split", "0"], "argument --validation-split: must be between 0 and 1 (exclusive), got 0.0"),
+        (["--validation-split", "1"], "argument --validation-split: must be between 0 and 1 (exclusive), got 1.0"),
+        (["--validation-split", "1.5"], "argument --validation-split: must be between 0 and 1 (exclusive), got 1.5"),
+        (["--validation-split", "nan"], "argument --validation-split: must be between 0 and 1 (exclusive), got nan"),
+        (["--learning-rate", "0"], "argument --learning-rate: must be a positive finite number, got 0"),
+        (["--learning-rate", "inf"], "argument --learning-rate: must be a positive finite number, got inf"),
+        (["--patience", "0"], "argument --patience: must be positive, got 0"),
+        (["--checkpoint-every", "0"], "argument --checkpoint-every: must be positive, got 0"),
+        (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["--batch-size", "64"], "--batch-size 64 is larger than the training set (32 of 40 samples, the rest is "
+                                 "validation); use --batch-size 32 or less, or more --num-samples"),
+        (["--num-samples", "1"], "--validation-split 0.2 of 1 samples leaves 0 for training and 1 for validation"),
+    ],
+)
+def test_bad_flags_give_argparse_style_errors(argv, message, capsys, tmp_path):
+    line = _cli_error(capsys, "train", "--data", "demo", "--num-samples", "40", *argv, "--out", str(tmp_path / "r"))
+    assert line.startswith("minis2s train: error: ") or line.startswith("minis2s: error: ")
+    assert message in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_command_and_no_command(capsys):
+    assert "invalid choice: 'trian'" in _cli_error(capsys, "trian")
+    assert "required: command" in _cli_error(capsys)
+
+
+def test_real_process_exit_codes_without_traceback(tmp_path):
+    (tmp_path / "notab.txt").write_text("Go.\tVa !\nHi. Salut.\n", encoding="utf-8")
+    r = run_cli("train", "--data", str(tmp_path / "notab.txt"), timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"minis2s train: error: {tmp_path / 'notab.txt'}:2: expected 'English<TAB>French', found no TAB: 'Hi. Salut.'"
+    ]
+    r = run_cli("train", "--epochs", "0", timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "minis2s train: error: argument --epochs: must be positive, got 0"
+
+
+# --------------------------------------------------------------------------- text round trip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_vocab_encode_decode_round_trip(draw):
+    alphabet = draw.draw(st.lists(st.characters(), min_size=1, max_size=40, unique=True))
+    vocab = Vocab.from_texts(["".join(alphabet)])
+    assert list(vocab.chars) == sorted(set(alphabet) | {" "})
+    text = draw.draw(st.text(alphabet=st.sampled_from(vocab.chars), max_size=30))
+    length = len(text) + draw.draw(st.integers(0, 5))
+    tokens = vocab.encode([text], length)
+    assert tokens.shape == (1, length) and tokens.dtype == np.int32
+    assert vocab.decode(tokens[0]) == text + " " * (length - len(text))
+    outside = draw.draw(st.characters().filter(lambda c: c not in vocab.chars))
+    with pytest.raises(DataError, match="outside the vocabulary"):
+        vocab.encode([text + outside], length + 1)
+    assert vocab.unknown(text + outside + outside) == [outside]
+
+
+_field = st.text(
+    st.characters(blacklist_characters="\t\n\r\ufeff", blacklist_categories=("Cs",)), min_size=1, max_size=12
+).filter(lambda s: s.strip())
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(_field, _field), min_size=1, max_size=6), st.booleans(), st.booleans())
+def test_file_round_trip(pairs, crlf, bom):
+    """Any pairs written as a UTF-8 file (LF or CRLF, with or without BOM) read back exactly."""
+    newline = "\r\n" if crlf else "\n"
+    raw = ("\ufeff" if bom else "") + "".join(f"{e}\t{f}{newline}" for e, f in pairs)
+    inputs, targets = data.parse_pairs(data._decode(raw.encode("utf-8"), "<mem>"), None)
+    assert inputs == [e for e, _ in pairs]
+    assert targets == ["\t" + f + "\n" for _, f in pairs]
+
+
+# --------------------------------------------------------------------------- numerical faults
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", *KILL_ARGS, "--epochs", "2", "--out", str(out)]) == 0
+    good = out / "epoch-0002"
+    before = {f.name: f.read_bytes() for f in good.iterdir()}
+    capsys.readouterr()
+
+    # 1e38 is finite, but the first RMSprop steps move the weights by ~3e38: float32 overflows
+    code = cli.main(["train", "--resume", str(out), "--epochs", "4", "--learning-rate", "1e38"])
+    err = capsys.readouterr().err
+    assert code == 3 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("minis2s train: error: loss became nan in epoch 3, step ")
+    assert line.endswith(f"of 4; training stopped. The last good checkpoint is kept: {good}. "
+                         "Lower --learning-rate (or check the data) and train again.")
+    assert [p.name for _, p in checkpoint.list_checkpoints(out)] == ["epoch-0002"]
+    assert {f.name: f.read_bytes() for f in good.iterdir()} == before
+    assert len(json.loads((out / "history.json").read_text())["loss"]) == 2
+    train.load_state(good)  # still verifies
+
+    # from the first epoch: nothing good to keep, and it says so
+    code = cli.main(["train", *KILL_ARGS[:-4], "--learning-rate", "1e38", "--epochs", "2", "--show", "0",
+                     "--out", str(tmp_path / "fresh")])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 3
+    assert "became nan in epoch 1, step" in line and "No checkpoint was written" in line
+    assert checkpoint.list_checkpoints(tmp_path / "fresh") == []
+
+
+# --------------------------------------------------------------------------- crashes
+
+
+KILL_ARGS = ["--data", "demo", "--num-samples", "40", "--batch-size", "8", "--latent-dim", "8",
+             "--learning-rate", "0.05", "--show", "0"]
+KILL_EPOCHS = 6
+
+
+def _start(out: Path, env: dict) -> subprocess.Popen:
+    """``minis2s train``: resume when a checkpoint exists, else start, as a user would."""
+    if checkpoint.list_checkpoints(out):
+        argv = ["train", "--resume", str(out), "--epochs", str(KILL_EPOCHS), "--show", "0"]
+    else:
+        argv = ["train", *KILL_ARGS, "--epochs", str(KILL_EPOCHS), "--out", str(out)]
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    return subprocess.Popen([sys.executable, "-m", "minis2s.cli", *argv], cwd=ROOT, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.monotonic()
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() - t0 < timeout
+        time.sleep(0.01)
+
+
+def _kill(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGKILL)
+    out, _ = proc.communicate()
+    return out
+
+
+def _complete_checkpoints_verify(out: Path) -> int:
+    """Every visible checkpoint loads and verifies; return the newest epoch (0 if none)."""
+    found = checkpoint.list_checkpoints(out)
+    for _, p in found:
+        train.load_state(p)
+    return found[-1][0] if found else 0
+
+
+def test_sigkill_at_random_moments_then_resume(tmp_path):
+    out = tmp_path / "run"
+    cache = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
+             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    marker = tmp_path / "saving"
+    pause = {**cache, checkpoint.SAVE_PAUSE_ENV: f"{marker}:0.5"}
+
+    # 1. killed during the very first save: arrays written, manifest not, nothing renamed
+    p = _start(out, pause)
+    _wait_for(marker, p)
+    _kill(p)
+    assert _complete_checkpoints_verify(out) == 0
+    leftovers = list(out.glob(".tmp-epoch-0001.*"))
+    assert leftovers and not (leftovers[0] / "manifest.json").exists()
+
+    # 2. killed during the second save of a fresh start: epoch 1 survives, epoch 2 never appears
+    marker.unlink()
+    p = _start(out, pause)
+    _wait_for(marker, p)
+    marker.unlink()
+    _wait_for(marker, p)
+    _kill(p)
+    assert _complete_checkpoints_verify(out) == 1
+
+    # 3-4. killed at random moments once training has started; every save pauses 0.3 s so
+    # that many of these moments fall inside a save. Each restart continues from the
+    # newest complete checkpoint.
+    rng = random.Random(6)
+    slow_saves = {**cache, checkpoint.SAVE_PAUSE_ENV: f"{marker}:0.3"}
+    for _ in range(2):
+        before = _complete_checkpoints_verify(out)
+        p = _start(out, slow_saves)
+        head = ""
+        while "Max sequence length for outputs" not in head:
+            line = p.stdout.readline()
+            assert line, head
+            head += line
+        assert f"from epoch-{before:04d}: {before} of {KILL_EPOCHS} epochs done" in head
+        time.sleep(rng.uniform(0.0, 1.5))
+        text = head + _kill(p)
+        assert "Traceback" not in text
+        assert _complete_checkpoints_verify(out) >= before
+
+    # finish
+    before = _complete_checkpoints_verify(out)
+    p = _start(out, cache)
+    text, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, text
+    if before:
+        assert f"from epoch-{before:04d}" in text
+    assert not list(out.glob(".tmp-*")), "leftovers of killed saves are cleaned up"
+
+    # same result as one uninterrupted run
+    cfg = train.Config(num_samples=40, batch_size=8, epochs=KILL_EPOCHS, latent_dim=8, learning_rate=0.05)
+    ds = data.load_dataset(data.DEMO_PATH, 40)
+    params, history = train.fit(cfg, ds, log=None)
+    _, state, _ = train.load_state(checkpoint.latest_checkpoint(out), ds)
+    assert state.epoch == KILL_EPOCHS
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert state.history[k] == history[k]
