@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, TINY_PAIRS, run_cli
+from tests.conftest import ROOT, TINY_PAIRS, run_cli
 from minis2s import checkpoint, cli, data, train
 from minis2s.data import DataError, Vocab
 
