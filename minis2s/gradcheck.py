@@ -75,7 +75,12 @@ _MAX_CHUNK_ELEMENTS = 1 << 22
 class GradcheckError(AssertionError):
     """Raised by :func:`assert_grads` (an ``AssertionError``, so pytest shows it as a
     failure) and by :func:`check_grads` when the check cannot be made; the message names
-    the leaves and, for failures, carries the full report table."""
+    the leaves and, for failures, carries the full report table (and the report itself
+    as ``.report``)."""
+
+    def __init__(self, message: str, report: "GradcheckReport | None" = None):
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass(frozen=True)
@@ -411,5 +416,5 @@ def assert_grads(
             f"analytic {leaf.analytic:.6g}, numeric {leaf.numeric:.6g})"
             for leaf in report.failures
         )
-        raise GradcheckError(f"gradient check failed for {names}\n{report.table()}")
+        raise GradcheckError(f"gradient check failed for {names}\n{report.table()}", report)
     return report
