@@ -4,6 +4,10 @@ passes on every leaf."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,7 +17,7 @@ from minis2s import cli, lstm, model, train
 from minis2s.data import build_dataset, parse_pairs
 from minis2s.gradcheck import GradcheckError, assert_grads, check_grads, leaf_paths
 
-from conftest import TINY_PAIRS
+from conftest import ROOT, TINY_PAIRS
 
 H = 6  # latent size of the tiny models below
 
@@ -256,3 +260,15 @@ def test_cli_gradcheck(capsys):
     assert cli.main(["gradcheck", "--latent-dim", "4", "--entries", "3", "--rtol", "1e-30", "--atol", "0"]) == 1
     captured = capsys.readouterr()
     assert "FAIL" in captured.out and "gradcheck: FAILED for" in captured.err
+
+
+def test_package_import_does_not_load_keras():
+    """Keras and h5py are test-time oracles: importing minis2s (converter included) must not load them."""
+    code = (
+        "import sys, minis2s, minis2s.cli, minis2s.convert, minis2s.gradcheck, minis2s.train; "
+        "bad = [m for m in ('keras', 'h5py', 'tensorflow', 'torch') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
