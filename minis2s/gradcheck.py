@@ -195,7 +195,7 @@ def leaf_paths(tree: Any) -> list[str]:
 @contextlib.contextmanager
 def _float64() -> Iterator[None]:
     """``jax_enable_x64`` on inside the block, restored afterwards (whatever it was)."""
-    if hasattr(jax, "enable_x64"):  # jax >= 0.7: a config context manager
+    if hasattr(jax, "enable_x64"):  # newer jax: a config context manager
         with jax.enable_x64(True):
             yield
     else:  # older jax
@@ -227,9 +227,13 @@ def _select_entries(spec: Any, path: str, shape: tuple[int, ...], rng: np.random
     # An explicit list of indices: tuples into the leaf's shape, or flat ints.
     flat = []
     for idx in spec:
-        idx = (idx,) if isinstance(idx, (int, np.integer)) and len(shape) != 1 else idx
         try:
-            flat.append(int(np.ravel_multi_index(tuple(np.atleast_1d(idx)), shape)) if shape else 0)
+            if isinstance(idx, (int, np.integer)):
+                if not 0 <= idx < size:
+                    raise ValueError
+                flat.append(int(idx))
+            else:
+                flat.append(int(np.ravel_multi_index(tuple(idx), shape)) if shape else 0)
         except ValueError:
             raise ValueError(f"index {idx} is outside leaf {path} of shape {shape}") from None
     return np.asarray(flat, dtype=np.int64)
@@ -286,8 +290,8 @@ def check_grads(
         entries: which entries of each leaf to check element-wise. An int ``k``: ``k``
             random entries per leaf (all of them if the leaf is smaller); ``"all"`` or
             ``None``: every entry; a mapping ``{path: k | "all" | [index, ...]}``: per
-            leaf, where an index is a tuple into the leaf's shape and leaves not named
-            get no element-wise checks (only directions).
+            leaf, where an index is a tuple into the leaf's shape (or a flat int) and
+            leaves not named get no element-wise checks (only directions).
         directions: random unit directions per leaf (Gaussian, normalised).
         eps: the finite-difference step ``h``.
         order: 4 (five-point stencil, default) or 2 (``(f(p+h) - f(p-h)) / 2h``).

@@ -28,7 +28,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from minis2s import losses, lstm, model, train  # noqa: E402
 from minis2s.convert import (  # noqa: E402
-    ConversionError, find_keras_layers, from_keras, keras_seed_model, to_keras,
+    LAYERS, ConversionError, find_keras_layers, from_keras, keras_seed_model, to_keras,
 )
 from minis2s.data import DEMO_PATH, load_dataset, one_hot  # noqa: E402
 
@@ -162,15 +162,11 @@ def test_gradients_of_every_weight_match(keras_model, params0, batch):
     loss, grads = jax.jit(jax.value_and_grad(onehot_loss))(params0, {k: batch[k] for k in ("x_enc", "x_dec", "y")})
     assert abs(float(loss) - k_loss) < 1e-5
     diffs = tree_max_abs(grads, k_grads)
-    assert set(diffs) == {f"{r}/{n}" for r in model_layers() for n in params0[r]}
+    assert set(diffs) == {f"{r}/{n}" for r in LAYERS for n in params0[r]}
     for path, d in diffs.items():
         scale = float(np.max(np.abs(k_grads[path.split("/")[0]][path.split("/")[1]])))
         assert scale > 0, path  # a gradient of zeros would compare trivially
         assert record(f"gradient {path}", d) < 1e-5, (path, d, scale)
-
-
-def model_layers():
-    return ("encoder", "decoder", "dense")
 
 
 @pytest.mark.parametrize("steps", [1, 10])
@@ -218,7 +214,7 @@ def test_keras_initialised_weights_give_the_same_outputs(keras_model, batch, tmp
         assert record(f"probabilities from {name}", max_abs(probs, p_keras)) < 1e-5
 
 
-def test_converter_refuses_what_it_cannot_convert(tmp_path, ds):
+def test_converter_refuses_what_it_cannot_convert(tmp_path):
     with pytest.raises(ConversionError, match="no such file"):
         from_keras(tmp_path / "missing.keras")
     (tmp_path / "notes.txt").write_text("hello")
@@ -259,7 +255,7 @@ def ks_distance(a: np.ndarray, b: np.ndarray) -> float:
 def test_initialisation_statistics_match_keras(keras_model, params0):
     _, keras_init = keras_model
     # Same shapes, same forget-gate bias, same zero Dense bias as Keras' own initialisation.
-    for role in model_layers():
+    for role in LAYERS:
         for name, w in keras_init[role].items():
             assert params0[role][name].shape == w.shape, (role, name)
     for role in ("encoder", "decoder"):
