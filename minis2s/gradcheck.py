@@ -14,8 +14,9 @@ fixed batch), :func:`check_grads` compares ``jax.grad(f)(p)`` with finite differ
 
 (the fourth-order central difference; ``order=2`` gives the classic
 ``(f(p + h e_j) - f(p - h e_j)) / 2h``). Its truncation error is ``O(h^4)``, so with
-``h = 1e-3`` in float64 both truncation and rounding error sit near ``1e-12`` for an
-``O(1)`` loss, far below any real bug.
+``h = 1e-3`` in float64 both truncation and rounding error (``|f| eps_mach / h``) sit
+near ``1e-12`` for an ``O(1)`` loss, far below any real bug. That is also why gradients
+smaller than ``atol / rtol`` are judged by absolute error: their relative error is noise.
 
 Each check is made leaf by leaf: element-wise on all, a chosen, or a random subset of the
 leaf's entries, and along random unit directions inside the leaf (one directional check

@@ -308,3 +308,21 @@ def test_three_epochs_match_keras_fit(keras_model, params0, ds):
         assert record("per-epoch accuracy (3 epochs)", abs(logs["accuracy"] - history["accuracy"][epoch])) < 1e-4
     assert history["loss"][-1] < history["loss"][0]  # it trained
     assert record("weights after 3 epochs", max(tree_max_abs(params, from_keras(m)).values())) < 1e-4
+
+
+def test_weights_file_orders_layers_by_creation(tmp_path, params0):
+    """``lstm_9`` was created before ``lstm_10`` (alphabetically it sorts after): the
+    encoder must come from ``lstm_9``; ``layer_names`` overrides the guess."""
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "renamed.weights.h5"
+    with h5py.File(path, "w") as f:
+        for layer, role in (("lstm_9", "encoder"), ("lstm_10", "decoder")):
+            for i, name in enumerate(("kernel", "recurrent_kernel", "bias")):
+                f.create_dataset(f"layers/{layer}/cell/vars/{i}", data=np.asarray(params0[role][name]))
+        for i, name in enumerate(("kernel", "bias")):
+            f.create_dataset(f"layers/dense_3/vars/{i}", data=np.asarray(params0["dense"][name]))
+        f.create_group("layers/input_layer/vars")
+    loaded = from_keras(path)
+    assert max(tree_max_abs(loaded, params0).values()) == 0.0
+    with pytest.raises(ConversionError, match="no layer"):
+        from_keras(path, layer_names={"encoder": "lstm", "decoder": "lstm_10", "dense": "dense_3"})
