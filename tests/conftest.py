@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# Keras is a test-only oracle; it must use the JAX backend (set before any test imports it).
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_FRA = ROOT.parent / "shared" / "data" / "fra-eng" / "fra.txt"
 DEMO = ROOT / "minis2s" / "demo" / "pairs.txt"

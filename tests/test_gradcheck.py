@@ -17,7 +17,7 @@ from minis2s import cli, lstm, model, train
 from minis2s.data import build_dataset, parse_pairs
 from minis2s.gradcheck import GradcheckError, assert_grads, check_grads, leaf_paths
 
-from conftest import ROOT, TINY_PAIRS
+from tests.conftest import ROOT, TINY_PAIRS
 
 H = 6  # latent size of the tiny models below
 
