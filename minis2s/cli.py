@@ -128,6 +128,25 @@ def add_translate(sub) -> None:
                    "fail (default: report every bad input, translate nothing), skip (empty output line, "
                    "warning) or truncate (drop those characters, cut to the encoder length, warning)")
     p.set_defaults(func=run_translate)
+    _allow_intermixed(p)
+
+
+def _allow_intermixed(p: argparse.ArgumentParser) -> None:
+    """Let options come after positionals (``translate CKPT "Go." --beam 3 "Run!"``).
+
+    Plain argparse stops filling a ``nargs="*"`` positional at the first option and then
+    rejects the rest; this subparser (it has no subparsers of its own) parses intermixed.
+    """
+    plain = p.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        p.parse_known_args = plain  # the intermixed parse calls parse_known_args itself
+        try:
+            return p.parse_known_intermixed_args(args, namespace)
+        finally:
+            p.parse_known_args = parse_known_args
+
+    p.parse_known_args = parse_known_args  # type: ignore[method-assign]
 
 
 def _read_stdin_lines(on_error: str) -> tuple[list[str], list[str]]:
