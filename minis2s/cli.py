@@ -262,8 +262,9 @@ def run_evaluate(args) -> int:
             f"the {args.split} split of {n} samples (validation_split={config.validation_split}) is empty"
         )
     if num_samples != config.num_samples:
-        print(f"note: reading {num_samples} samples, the checkpoint was trained on {config.num_samples}; "
-              "the split differs from training's")
+        count = lambda k: "all" if k is None else k  # noqa: E731
+        print(f"note: reading {count(num_samples)} samples, the checkpoint was trained on "
+              f"{count(config.num_samples)}; the split differs from training's")
     how = "greedy" if args.beam == 1 else f"beam {args.beam}" + (
         f", length alpha {args.length_alpha}" if args.length_alpha else "")
     split_name = "validation" if args.split == "val" else "training"
