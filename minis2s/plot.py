@@ -72,6 +72,8 @@ def plot_history(history: dict[str, list[float]], out: str | os.PathLike, title:
     run) are left out of the line rather than breaking the axis scale.
     """
     plt = _import_pyplot()
+    from matplotlib import ticker
+
     out = Path(out)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for ax, metric in zip(axes, ("loss", "accuracy")):
@@ -81,6 +83,7 @@ def plot_history(history: dict[str, list[float]], out: str | os.PathLike, title:
             if points:
                 xs, ys = zip(*points)
                 ax.plot(xs, ys, style, markersize=3, label=label)
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # no epoch 1.2
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.set_title(metric)
