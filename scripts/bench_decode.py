@@ -50,6 +50,50 @@ def _quick_checkpoint(data_path, epochs: int) -> str:
     return out
 
 
+def keras_seed_decoder(trained):
+    """The seed's inference models in Keras 3 with our weights, and its decoding loop.
+
+    Benchmark-only oracle (Keras is not a runtime dependency): an encoder model giving the
+    final ``[h, c]``, a one-step decoder model ``[one-hot char, h, c] -> [probs, h, c]``,
+    and a loop that calls ``predict`` once per character, feeding back the argmax, as the
+    Keras example's ``decode_sequence`` does. Returns ``decode(tokens (T_enc,)) -> str``.
+    """
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+    import numpy as np
+
+    p, h_dim = trained.params, trained.config.latent_dim
+    v_in, v_out = len(trained.input_vocab), len(trained.target_vocab)
+    enc_x = keras.Input(shape=(None, v_in))
+    enc_lstm = keras.layers.LSTM(h_dim, return_state=True)
+    _, enc_h, enc_c = enc_lstm(enc_x)
+    encoder_model = keras.Model(enc_x, [enc_h, enc_c])
+    dec_x, h_in, c_in = keras.Input(shape=(None, v_out)), keras.Input(shape=(h_dim,)), keras.Input(shape=(h_dim,))
+    dec_lstm = keras.layers.LSTM(h_dim, return_sequences=True, return_state=True)
+    dense = keras.layers.Dense(v_out, activation="softmax")
+    hs, h_out, c_out = dec_lstm(dec_x, initial_state=[h_in, c_in])
+    decoder_model = keras.Model([dec_x, h_in, c_in], [dense(hs), h_out, c_out])
+    for layer, name in ((enc_lstm, "encoder"), (dec_lstm, "decoder")):
+        layer.set_weights([np.asarray(p[name][k]) for k in ("kernel", "recurrent_kernel", "bias")])
+    dense.set_weights([np.asarray(p["dense"]["kernel"]), np.asarray(p["dense"]["bias"])])
+    eye_in, eye_out = np.eye(v_in, dtype="float32"), np.eye(v_out, dtype="float32")
+    start, end = trained.target_vocab.index["\t"], "\n"
+
+    def decode(tokens) -> str:
+        states = encoder_model.predict(eye_in[tokens][None], verbose=0)
+        char_in = eye_out[[start]][None]  # (1, 1, V_out) one-hot of the start token
+        out = ""
+        while True:
+            probs, h, c = decoder_model.predict([char_in] + list(states), verbose=0)
+            k = int(np.argmax(probs[0, -1]))
+            out += trained.target_vocab.chars[k]
+            if out[-1] == end or len(out) > trained.max_decoder_seq_length:
+                return out
+            char_in, states = eye_out[[k]][None], [h, c]
+
+    return decode
+
+
 def run(args) -> dict:
     import jax
 
@@ -108,6 +152,23 @@ def run(args) -> dict:
     result["speedup"] = ratio
     print(f"speed-up of the batched decoder: {ratio:,.0f}x (target >= 100x)", flush=True)
 
+    if args.keras:
+        mk = min(args.keras, n)
+        keras_decode = keras_seed_decoder(trained)
+        keras_decode(tokens[0])  # build and compile the predict functions
+        t0 = time.perf_counter()
+        k_out = [keras_decode(tokens[i]) for i in range(mk)]
+        t_keras = time.perf_counter() - t0
+        per = t_keras / mk
+        k_chars = sum(len(s) for s in k_out)
+        same = all(a == h.chars for a, h in zip(k_out, hyps))
+        result.update(keras_subset=mk, keras_sentences_per_s=1 / per, keras_speedup=per * n / t_batched,
+                      keras_identical_on_subset=same)
+        print(f"Keras seed loop (model.predict per character): {mk} sentences in {t_keras:.2f} s = "
+              f"{1 / per:,.1f} sentences/s ({1e3 * per:.1f} ms/sentence, {1e3 * t_keras / k_chars:.2f} ms/char), "
+              f"same strings: {'yes' if same else 'NO'}; batched decoder vs it: {per * n / t_batched:,.0f}x",
+              flush=True)
+
     for k in args.beam:
         batched(k)
         t0 = time.perf_counter()
@@ -128,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=3, help="batched timings (the median is reported)")
     ap.add_argument("--beam", type=int, nargs="*", default=[], help="also time beam search of these widths")
+    ap.add_argument("--keras", type=int, default=0, metavar="N",
+                    help="also time the Keras seed's own decoding loop (model.predict per character) on N "
+                    "sentences with the same weights (needs keras; default 0: skip)")
     ap.add_argument("--train-epochs", type=int, default=1)
     ap.add_argument("--json", help="write the numbers to this JSON file")
     return ap
