@@ -22,8 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file: make the checkout importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_FRA = ROOT.parent / "shared" / "data" / "fra-eng" / "fra.txt"
+if str(ROOT) not in sys.path:  # run as a file: make the checkout importable
+    sys.path.insert(0, str(ROOT))
 
 
 def _load_sentences(trained, data_path, split: str):
@@ -182,7 +184,9 @@ def run(args) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="bench_decode", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", help="checkpoint directory (default: train one for --train-epochs)")
-    ap.add_argument("--data", help="fra.txt or fra-eng.zip the checkpoint was trained on (default: the cache)")
+    ap.add_argument("--data", default=str(SHARED_FRA) if SHARED_FRA.is_file() else None,
+                    help="fra.txt or fra-eng.zip the checkpoint was trained on "
+                    "(default: the shared fra.txt when present, else the downloaded copy in the cache)")
     ap.add_argument("--split", choices=["val", "train"], default="val")
     ap.add_argument("--sentences", type=int, default=2000, help="sentences to decode (default 2000)")
     ap.add_argument("--seed-subset", type=int, default=100, help="sentences the slow loop decodes (default 100)")
