@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .data import END, PAD, START, Vocab
 from . import lstm
+from .data import END, PAD, START, Vocab
 from .model import Params, decode_step, encode
 
 _encode = jax.jit(encode)
@@ -309,9 +309,9 @@ def decode_tokens(
     """Decode ``encoder_tokens (N, T_enc)`` in batches; one :class:`Hypothesis` per row, in order.
 
     ``beam=1`` uses :func:`greedy_batch`, ``beam>1`` :func:`beam_batch` (``keep_greedy``
-    passed on). Rows are decoded
-    in chunks of ``batch_size`` (the last chunk padded with copies of its first row, so a
-    few shapes are compiled, not one per chunk). When ``input_lengths`` is given, rows are
+    passed on). Rows are decoded in chunks of ``batch_size`` (the last chunk padded with
+    copies of its first row up to a power of two, so a few shapes are compiled, not one
+    per chunk). When ``input_lengths`` is given, rows are
     grouped by input length first: sentences of similar length finish at similar steps, so
     the ``while_loop`` of each chunk ends sooner. Results are returned in input order.
     """
