@@ -1,0 +1,220 @@
+"""Decoding speed: the batched jitted greedy decoder against the seed's per-sentence loop.
+
+Both decode the same validation sentences with the same checkpoint: the last 20% of the
+checkpoint's samples, rebuilt as training built them (2,000 sentences for the seed's
+10,000 samples). The seed-style loop (:func:`minis2s.decode.greedy_reference`: one
+jitted decoder step and one device-to-host round trip per character) is slow, so it is
+timed on a subset and extrapolated to all sentences; the output says so.
+
+    PYTHONPATH=$PWD python scripts/bench_decode.py --checkpoint runs/seed --data fra.txt
+
+``main(argv) -> int`` is also the ``decode`` section of ``scripts/bench.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_FRA = ROOT.parent / "shared" / "data" / "fra-eng" / "fra.txt"
+if str(ROOT) not in sys.path:  # run as a file: make the checkout importable
+    sys.path.insert(0, str(ROOT))
+
+
+def _load_sentences(trained, data_path, split: str):
+    from minis2s import data as data_mod
+    from minis2s.train import split_train_val
+
+    text, source = data_mod.read_text(data_mod.resolve_data(data_path))
+    inputs, _ = data_mod.parse_pairs(text, trained.config.num_samples, source)
+    split_at = split_train_val(len(inputs), trained.config.validation_split)
+    return (inputs[split_at:] if split == "val" else inputs[:split_at]), source
+
+
+def _quick_checkpoint(data_path, epochs: int) -> str:
+    """Train the seed model for ``epochs`` epochs into a temporary directory (speed does not
+    depend on quality, only on the sizes)."""
+    from minis2s import checkpoint, data as data_mod, train
+
+    config = train.Config(epochs=epochs)
+    ds = data_mod.load_dataset(data_mod.resolve_data(data_path), config.num_samples)
+    print(f"no --checkpoint: training the seed model for {epochs} epoch(s) first", flush=True)
+    params, _ = train.fit(config, ds, log=lambda s: print("  " + s, flush=True))
+    out = tempfile.mkdtemp(prefix="minis2s-bench-")
+    checkpoint.save_trained(out, params, config, ds)
+    return out
+
+
+def keras_seed_decoder(trained):
+    """The seed's inference models in Keras 3 with our weights, and its decoding loop.
+
+    Benchmark-only oracle (Keras is not a runtime dependency): an encoder model giving the
+    final ``[h, c]``, a one-step decoder model ``[one-hot char, h, c] -> [probs, h, c]``,
+    and a loop that calls ``predict`` once per character, feeding back the argmax, as the
+    Keras example's ``decode_sequence`` does. Returns ``decode(tokens (T_enc,)) -> str``.
+    """
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+    import numpy as np
+
+    p, h_dim = trained.params, trained.config.latent_dim
+    v_in, v_out = len(trained.input_vocab), len(trained.target_vocab)
+    enc_x = keras.Input(shape=(None, v_in))
+    enc_lstm = keras.layers.LSTM(h_dim, return_state=True)
+    _, enc_h, enc_c = enc_lstm(enc_x)
+    encoder_model = keras.Model(enc_x, [enc_h, enc_c])
+    dec_x, h_in, c_in = keras.Input(shape=(None, v_out)), keras.Input(shape=(h_dim,)), keras.Input(shape=(h_dim,))
+    dec_lstm = keras.layers.LSTM(h_dim, return_sequences=True, return_state=True)
+    dense = keras.layers.Dense(v_out, activation="softmax")
+    hs, h_out, c_out = dec_lstm(dec_x, initial_state=[h_in, c_in])
+    decoder_model = keras.Model([dec_x, h_in, c_in], [dense(hs), h_out, c_out])
+    for layer, name in ((enc_lstm, "encoder"), (dec_lstm, "decoder")):
+        layer.set_weights([np.asarray(p[name][k]) for k in ("kernel", "recurrent_kernel", "bias")])
+    dense.set_weights([np.asarray(p["dense"]["kernel"]), np.asarray(p["dense"]["bias"])])
+    eye_in, eye_out = np.eye(v_in, dtype="float32"), np.eye(v_out, dtype="float32")
+    start, end = trained.target_vocab.index["\t"], "\n"
+
+    def decode(tokens) -> str:
+        states = encoder_model.predict(eye_in[tokens][None], verbose=0)
+        char_in = eye_out[[start]][None]  # (1, 1, V_out) one-hot of the start token
+        out = ""
+        while True:
+            probs, h, c = decoder_model.predict([char_in] + list(states), verbose=0)
+            k = int(np.argmax(probs[0, -1]))
+            out += trained.target_vocab.chars[k]
+            if out[-1] == end or len(out) > trained.max_decoder_seq_length:
+                return out
+            char_in, states = eye_out[[k]][None], [h, c]
+
+    return decode
+
+
+def run(args) -> dict:
+    import jax
+
+    from minis2s import checkpoint, decode
+
+    ckpt = args.checkpoint or _quick_checkpoint(args.data, args.train_epochs)
+    trained = checkpoint.load_trained(ckpt)
+    decode.check_trained(trained, ckpt)
+    sentences, source = _load_sentences(trained, args.data, args.split)
+    sentences = sentences[: args.sentences]
+    n = len(sentences)
+    prepared = decode.prepare_inputs(sentences, trained.input_vocab, trained.max_encoder_seq_length, "fail")
+    tokens = trained.input_vocab.encode([p.text for p in prepared], trained.max_encoder_seq_length)
+    lengths = [len(s) for s in sentences]
+    p, tv, t_dec = trained.params, trained.target_vocab, trained.max_decoder_seq_length
+    print(f"checkpoint {ckpt}: latent {trained.config.latent_dim}, vocab {len(trained.input_vocab)}/{len(tv)}, "
+          f"T_enc {trained.max_encoder_seq_length}, T_dec {t_dec}")
+    print(f"{n} {args.split} sentences of {source}; device {jax.devices()[0]}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+
+    def batched(beam: int = 1):
+        return decode.decode_tokens(p, tokens, tv, t_dec, beam=beam, batch_size=args.batch_size, input_lengths=lengths)
+
+    result: dict = {"sentences": n, "batch_size": args.batch_size, "checkpoint": str(ckpt)}
+    m = min(args.seed_subset, n)
+    batched()  # compile every shape once
+    decode.greedy_reference(p, tokens[0], tv, t_dec)
+    # Interleave: each repeat times the batched decoder once and the seed loop on a slice of
+    # the subset, so both see the same machine load (the machine is shared and noisy).
+    times, t_seed, seed = [], 0.0, []
+    for r in range(args.repeats):
+        t0 = time.perf_counter()
+        hyps = batched()
+        times.append(time.perf_counter() - t0)
+        lo, hi = r * m // args.repeats, (r + 1) * m // args.repeats
+        t0 = time.perf_counter()
+        seed += [decode.greedy_reference(p, tokens[i], tv, t_dec) for i in range(lo, hi)]
+        t_seed += time.perf_counter() - t0
+    t_batched = statistics.median(times)
+    chars = sum(len(h.chars) for h in hyps)
+    result["batched_seconds"] = t_batched
+    result["batched_sentences_per_s"] = n / t_batched
+    print(f"batched greedy (jitted while_loop, batch {args.batch_size}): {n} sentences in {t_batched:.2f} s "
+          f"(median of {args.repeats}) = {n / t_batched:,.0f} sentences/s, {chars / t_batched:,.0f} chars/s")
+
+    seed_chars = sum(len(s) for s in seed)
+    per_sentence = t_seed / m
+    identical = all(s == h.chars for s, h in zip(seed, hyps))
+    result.update(seed_subset=m, seed_seconds_subset=t_seed, seed_sentences_per_s=1 / per_sentence,
+                  seed_seconds_extrapolated=per_sentence * n, identical_on_subset=identical)
+    print(f"seed-style loop (one sentence, one jitted step per character): {m} sentences in {t_seed:.2f} s = "
+          f"{1 / per_sentence:,.1f} sentences/s ({1e3 * per_sentence:.1f} ms/sentence, "
+          f"{1e3 * t_seed / seed_chars:.2f} ms/char); extrapolated to {n} sentences: {per_sentence * n:.0f} s")
+    print(f"same strings on those {m} sentences: {'yes' if identical else 'NO'}")
+    ratio = per_sentence * n / t_batched
+    result["speedup"] = ratio
+    print(f"speed-up of the batched decoder: {ratio:,.0f}x (target >= 100x)", flush=True)
+
+    if args.keras:
+        mk = min(args.keras, n)
+        keras_decode = keras_seed_decoder(trained)
+        keras_decode(tokens[0])  # build and compile the predict functions
+        t0 = time.perf_counter()
+        k_out = [keras_decode(tokens[i]) for i in range(mk)]
+        t_keras = time.perf_counter() - t0
+        per = t_keras / mk
+        k_chars = sum(len(s) for s in k_out)
+        same = all(a == h.chars for a, h in zip(k_out, hyps))
+        result.update(keras_subset=mk, keras_sentences_per_s=1 / per, keras_speedup=per * n / t_batched,
+                      keras_identical_on_subset=same)
+        print(f"Keras seed loop (model.predict per character): {mk} sentences in {t_keras:.2f} s = "
+              f"{1 / per:,.1f} sentences/s ({1e3 * per:.1f} ms/sentence, {1e3 * t_keras / k_chars:.2f} ms/char), "
+              f"same strings: {'yes' if same else 'NO'}; batched decoder vs it: {per * n / t_batched:,.0f}x",
+              flush=True)
+
+    for k in args.beam:
+        batched(k)
+        t0 = time.perf_counter()
+        batched(k)
+        t = time.perf_counter() - t0
+        result[f"beam{k}_sentences_per_s"] = n / t
+        print(f"beam search width {k} (batched): {n / t:,.0f} sentences/s")
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="bench_decode", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoint", help="checkpoint directory (default: train one for --train-epochs)")
+    ap.add_argument("--data", default=str(SHARED_FRA) if SHARED_FRA.is_file() else None,
+                    help="fra.txt or fra-eng.zip the checkpoint was trained on "
+                    "(default: the shared fra.txt when present, else the downloaded copy in the cache)")
+    ap.add_argument("--split", choices=["val", "train"], default="val")
+    ap.add_argument("--sentences", type=int, default=2000, help="sentences to decode (default 2000)")
+    ap.add_argument("--seed-subset", type=int, default=100, help="sentences the slow loop decodes (default 100)")
+    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--repeats", type=int, default=3, help="batched timings (the median is reported)")
+    ap.add_argument("--beam", type=int, nargs="*", default=[], help="also time beam search of these widths")
+    ap.add_argument("--keras", type=int, default=0, metavar="N",
+                    help="also time the Keras seed's own decoding loop (model.predict per character) on N "
+                    "sentences with the same weights (needs keras; default 0: skip)")
+    ap.add_argument("--train-epochs", type=int, default=1)
+    ap.add_argument("--json", help="write the numbers to this JSON file")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from minis2s.checkpoint import CheckpointError
+    from minis2s.data import DataError
+
+    try:
+        result = run(args)
+    except (DataError, CheckpointError, ValueError) as e:
+        print(f"bench_decode: error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Metrics (checked against sacreBLEU's chrF) and ``minis2s evaluate`` on the tiny model."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests._tiny_model import save_tiny_checkpoint, tiny_model
+from minis2s import cli, decode, metrics
+from minis2s.data import DEMO_PATH
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_exact_match_and_char_accuracy_by_hand():
+    hyps = ["Va !", "Cours", "Salut.", ""]
+    refs = ["Va !", "Cours !", "Salué.", "Merci."]
+    assert metrics.exact_match(hyps, refs) == 0.25
+    # matches: 4 + 5 + 4 ("Salu", "t" != "é", ".") + 0; lengths: 4 + 7 + 6 + 6
+    assert metrics.char_accuracy(hyps, refs) == pytest.approx((4 + 5 + 5 + 0) / (4 + 7 + 6 + 6))
+    assert metrics.char_accuracy(["abc"], ["abc"]) == 1.0
+    assert metrics.char_accuracy(["abcd"], ["abc"]) == 0.75  # an extra character counts
+    with pytest.raises(ValueError, match="2 hypotheses but 1 references"):
+        metrics.exact_match(["a", "b"], ["a"])
+
+
+def test_chrf_by_hand():
+    # order 1 only: hyp "ab" vs ref "abc" -> P = 2/2, R = 2/3
+    p, r = 1.0, 2 / 3
+    assert metrics.chrf(["ab"], ["abc"], order=1) == pytest.approx(5 * p * r / (4 * p + r))
+    assert metrics.chrf(["a b"], ["ab"], order=2) == 1.0  # whitespace is removed
+    assert metrics.chrf(["xyz"], ["abc"]) == 0.0
+
+
+try:
+    import sacrebleu
+except ImportError:  # the metric tests above and the evaluate tests below still run
+    sacrebleu = None
+needs_sacrebleu = pytest.mark.skipif(sacrebleu is None, reason="sacrebleu not installed (test extra)")
+
+FIXED_CASES = [
+    (["Va !", "Cours !", "Je vois."], ["Va !", "Courez !", "Je le vois."]),
+    (["", "Salut."], ["Salut.", ""]),
+    (["Il fait froid.", "a"], ["Il fait très froid.", "aa"]),
+    ([" ", "J'ai faim."], ["  ", "J'ai très faim."]),
+    (["aaaaaaa"], ["aa"]),
+]
+
+
+@needs_sacrebleu
+@pytest.mark.parametrize("hyps,refs", FIXED_CASES)
+def test_chrf_equals_sacrebleu_on_fixed_cases(hyps, refs):
+    expected = sacrebleu.metrics.CHRF().corpus_score(hyps, [refs]).score
+    assert 100 * metrics.chrf(hyps, refs) == pytest.approx(expected, abs=1e-9)
+
+
+@needs_sacrebleu
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text("abc é.'", max_size=12), st.text("abc é.'", max_size=12)), min_size=1, max_size=5))
+def test_chrf_equals_sacrebleu_on_random_corpora(pairs):
+    hyps, refs = [h for h, _ in pairs], [r for _, r in pairs]
+    expected = sacrebleu.metrics.CHRF().corpus_score(hyps, [refs]).score
+    assert 100 * metrics.chrf(hyps, refs) == pytest.approx(expected, abs=1e-9)
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return str(save_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt"))
+
+
+def run(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = cli.main(argv)
+        except SystemExit as e:
+            rc = e.code
+    return rc, out.getvalue(), err.getvalue()
+
+
+def read_tsv(path):
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    assert rows[0] == ["source", "reference", "hypothesis"]
+    return rows[1:]
+
+
+def reported(out: str) -> dict[str, float]:
+    return {
+        "exact_match": float(re.search(r"exact match:\s+([0-9.]+)", out).group(1)),
+        "char_accuracy": float(re.search(r"char accuracy:\s+([0-9.]+)", out).group(1)),
+        "chrf": float(re.search(r"chrF:\s+([0-9.]+)", out).group(1)) / 100,
+    }
+
+
+def test_evaluate_validation_split(ckpt, tmp_path):
+    params, ds, _, _ = tiny_model()
+    tsv = tmp_path / "val.tsv"
+    rc, out, err = run(["evaluate", ckpt, "--data", "demo", "--out", str(tsv)])
+    assert rc == 0, err
+    rows = read_tsv(tsv)
+    # the last 20% of the 140 demo pairs, as Keras' validation_split takes them
+    assert [r[0] for r in rows] == ds.input_texts[112:]
+    assert [r[1] for r in rows] == [t[1:-1] for t in ds.target_texts[112:]]
+    for i in (0, 13, 27):  # the batched decoder's output is the seed loop's
+        seed = decode.greedy_reference(params, ds.encoder_tokens[112 + i], ds.target_vocab, ds.max_decoder_seq_length)
+        assert rows[i][2] == seed.removesuffix("\n")
+    scores = metrics.score([r[2] for r in rows], [r[1] for r in rows])
+    for k, v in reported(out).items():
+        assert v == pytest.approx(scores[k], abs=1e-4 if k != "chrf" else 1e-4)
+    assert "samples 112-139 (28 sentences) of 140" in out
+    # the seed's demo: the first 20 training sentences, decoded
+    demo = re.findall(r"Input sentence: (.*)\nDecoded sentence: (.*)", out)
+    assert [s for s, _ in demo] == ds.input_texts[:20]
+    hyps = decode.decode_tokens(params, ds.encoder_tokens[:20], ds.target_vocab, ds.max_decoder_seq_length)
+    assert [d for _, d in demo] == [h.text for h in hyps]
+
+
+def test_evaluate_train_split_with_beam_and_default_tsv(ckpt):
+    rc, out, err = run(["evaluate", ckpt, "--data", str(DEMO_PATH), "--split", "train", "--beam", "2",
+                        "--limit", "30", "--demo", "0"])
+    assert rc == 0, err
+    rows = read_tsv(f"{ckpt}/eval-train-beam2.tsv")
+    _, ds, _, _ = tiny_model()
+    assert [r[0] for r in rows] == ds.input_texts[:30]
+    assert "Input sentence" not in out
+    scores = metrics.score([r[2] for r in rows], [r[1] for r in rows])
+    assert reported(out)["exact_match"] == pytest.approx(scores["exact_match"], abs=1e-4)
+    assert 0.1 < scores["char_accuracy"] < 1  # the tiny model has learned something, not everything
+
+
+def test_evaluate_on_other_data_leaves_unfit_sentences_out(ckpt, tmp_path):
+    data = tmp_path / "other.txt"
+    data.write_text("Go.\tVa !\nWho?\tQui ?\nÇa va?\tÇa va ?\nHi.\tSalut.\nRun!\tCours !\n", encoding="utf-8")
+    rc, out, err = run(["evaluate", ckpt, "--data", str(data), "--split", "train", "--num-samples", "5",
+                        "--demo", "3", "--out", str(tmp_path / "o.tsv")])
+    assert rc == 0, err
+    assert "note: reading 5 samples, the checkpoint was trained on all" in out
+    assert "1 sentence(s) do not fit" in out and "'Ç' (U+00C7" in out
+    rows = read_tsv(tmp_path / "o.tsv")
+    assert len(rows) == 4 and rows[2] == ["Ça va?", "Ça va ?", ""]
+
+
+def test_evaluate_errors(ckpt, tmp_path):
+    rc, _, err = run(["evaluate", str(tmp_path / "nope"), "--data", "demo"])
+    assert rc == 2 and "nope" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = run(["evaluate", ckpt, "--data", str(tmp_path / "missing.txt")])
+    assert rc == 2 and "missing.txt: no such file" in err
+    rc, _, err = run(["evaluate", ckpt, "--data", "demo", "--split", "test"])
+    assert rc == 2 and "invalid choice" in err

@@ -1,0 +1,202 @@
+"""``minis2s translate``: sentences and stdin, beam search, bad input, bad checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests._tiny_model import save_tiny_checkpoint, tiny_model
+from tests.conftest import run_cli
+from minis2s import checkpoint, cli, decode
+from minis2s.model import ModelConfig, init_params
+
+import jax
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return str(save_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt"))
+
+
+@pytest.fixture(scope="module")
+def trained(ckpt):
+    return checkpoint.load_trained(ckpt)
+
+
+def run(argv, stdin: bytes | None = None):
+    """``cli.main(argv)`` in-process: ``(rc, stdout, stderr)``."""
+    out, err = io.StringIO(), io.StringIO()
+    old_stdin = sys.stdin
+    if stdin is not None:
+        sys.stdin = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = cli.main(argv)
+            except SystemExit as e:  # argparse's usage errors
+                rc = e.code
+    finally:
+        sys.stdin = old_stdin
+    return rc, out.getvalue(), err.getvalue()
+
+
+def seed_loop(trained, text: str) -> str:
+    """The seed's per-sentence decoding of ``text``, end token removed."""
+    tokens = trained.input_vocab.encode([text], trained.max_encoder_seq_length)[0]
+    return decode.greedy_reference(
+        trained.params, tokens, trained.target_vocab, trained.max_decoder_seq_length
+    ).removesuffix("\n")
+
+
+def test_sentences_are_translated_as_the_seed_loop_does(ckpt, trained):
+    sentences = ["Go.", "Run!", "I see.", "Who are you?"]
+    rc, out, err = run(["translate", ckpt, *sentences])
+    assert rc == 0, err
+    assert out.split("\n") == [seed_loop(trained, s) for s in sentences] + [""]
+    assert err == ""
+
+
+def test_stdin_lines_in_order_with_crlf_bom_and_blank_lines(ckpt, trained):
+    rc, out, err = run(["translate", ckpt], stdin=b"\xef\xbb\xbfGo.\r\n\nRun!\nGo.")
+    assert rc == 0, err
+    go, run_ = seed_loop(trained, "Go."), seed_loop(trained, "Run!")
+    assert out == f"{go}\n\n{run_}\n{go}\n"
+
+
+def test_beam_option(ckpt, trained):
+    sentences = ["Go.", "I am cold.", "Where is the cat?"]
+    rc, out, err = run(["translate", ckpt, "--beam", "3", *sentences])
+    assert rc == 0, err
+    expected = [t.output for t in decode.translate(trained, sentences, beam=3)]
+    assert out.splitlines() == expected
+    rc, _, err = run(["translate", ckpt, "--beam", "0", "Go."])
+    assert rc == 2 and "must be positive" in err
+
+
+def test_empty_string_gives_an_empty_line(ckpt):
+    rc, out, err = run(["translate", ckpt, "", "Go.", ""])
+    assert rc == 0, err
+    lines = out.split("\n")
+    assert len(lines) == 4 and lines[0] == "" and lines[1] != "" and lines[2] == "" and lines[3] == ""
+
+
+def test_unknown_characters_are_named_and_nothing_is_translated(ckpt):
+    rc, out, err = run(["translate", ckpt, "Go.", "Où est-ce?", "Hi."])
+    assert rc == 2
+    assert out == ""
+    assert "input 2 'Où est-ce?'" in err
+    assert "'ù' (U+00F9 LATIN SMALL LETTER U WITH GRAVE)" in err and "'-' (U+002D HYPHEN-MINUS)" in err
+    assert "input 1" not in err and "input 3" not in err
+    assert "--on-error" in err and "Traceback" not in err
+
+
+def test_too_long_input_is_reported_with_its_length(ckpt, trained):
+    limit = trained.max_encoder_seq_length
+    long = "a" * (limit + 5)
+    rc, out, err = run(["translate", ckpt, long])
+    assert rc == 2 and out == ""
+    assert f"input 1 '{long}': {limit + 5} characters, longer than the encoder's {limit}" in err
+    rc, out, err = run(["translate", ckpt, "b" * 50])
+    assert rc == 2 and f"input 1 '{'b' * 40}...': 50 characters" in err
+
+
+def test_on_error_skip_and_truncate(ckpt, trained):
+    limit = trained.max_encoder_seq_length
+    long = "I see. " * 6
+    rc, out, err = run(["translate", ckpt, "--on-error", "skip", "Go.", "Où?", long])
+    assert rc == 0
+    assert out.split("\n") == [seed_loop(trained, "Go."), "", "", ""]
+    assert err.count("warning (skipped)") == 2
+
+    rc, out, err = run(["translate", ckpt, "--on-error", "truncate", "Go.", "Où?", long])
+    assert rc == 0
+    assert out.split("\n") == [seed_loop(trained, "Go."), seed_loop(trained, "O?"), seed_loop(trained, long[:limit]), ""]
+    assert err.count("warning (repaired)") == 2
+    assert "translated as 'O?'" in err
+
+
+def test_invalid_utf8_on_stdin(ckpt, trained):
+    rc, out, err = run(["translate", ckpt], stdin=b"Go.\nH\xffi.\n")
+    assert rc == 2 and out == ""
+    assert "line 2: not valid UTF-8 (byte 0xff at column 2)" in err
+    rc, out, err = run(["translate", ckpt, "--on-error", "skip"], stdin=b"Go.\nH\xffi.\n")
+    assert rc == 0
+    assert out == seed_loop(trained, "Go.") + "\n\n"
+    assert "line 2: not valid UTF-8" in err and "U+FFFD" in err
+
+
+def test_missing_or_invalid_checkpoint_is_a_one_line_error(tmp_path, ckpt):
+    rc, out, err = run(["translate", str(tmp_path / "nope"), "Go."])
+    assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1 and "nope" in err
+    (tmp_path / "empty").mkdir()
+    rc, _, err = run(["translate", str(tmp_path / "empty"), "Go."])
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "checkpoint" in err
+    (tmp_path / "file").write_text("hello")
+    rc, _, err = run(["translate", str(tmp_path / "file"), "Go."])
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_checkpoint_whose_arrays_do_not_fit_its_vocabularies(tmp_path):
+    params, ds, config, _ = tiny_model()
+    wrong = init_params(jax.random.PRNGKey(0), ModelConfig(len(ds.input_vocab) + 1, len(ds.target_vocab), 8))
+    checkpoint.save_trained(tmp_path / "bad", wrong, config, ds)
+    rc, out, err = run(["translate", str(tmp_path / "bad"), "Go."])
+    assert rc == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "shape" in err and "Traceback" not in err
+
+
+def test_subprocess_end_to_end(ckpt, trained, tmp_path):
+    r = run_cli("translate", ckpt, input="Go.\nRun!\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == seed_loop(trained, "Go.") + "\n" + seed_loop(trained, "Run!") + "\n"
+    r = run_cli("translate", str(tmp_path / "missing"), "Go.")
+    assert r.returncode == 2
+    assert r.stderr.startswith("minis2s translate: error:") and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- properties
+
+any_text = st.text(st.characters(blacklist_categories=()), max_size=40)  # surrogates included
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=any_text, mode=st.sampled_from(["fail", "skip", "truncate"]), beam=st.sampled_from([1, 2]))
+def test_arbitrary_unicode_never_crashes_translate(ckpt, trained, text, mode, beam):
+    rc, out, err = run(["translate", ckpt, "--on-error", mode, "--beam", str(beam), "--", text])
+    fits = not trained.input_vocab.unknown(text) and len(text) <= trained.max_encoder_seq_length
+    if mode == "fail" and not fits:
+        assert rc == 2 and out == "" and "input 1" in err
+    else:
+        assert rc == 0, err
+        assert out.endswith("\n") and out.count("\n") == 1
+        repaired = "".join(c for c in text if c in trained.input_vocab.chars)[: trained.max_encoder_seq_length]
+        nothing_to_translate = text == "" or (not fits and (mode == "skip" or repaired == ""))
+        assert (out == "\n") == nothing_to_translate
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=any_text)
+def test_truncate_always_yields_encodable_text(trained, text):
+    (p,) = decode.prepare_inputs([text], trained.input_vocab, trained.max_encoder_seq_length, "truncate")
+    assert not trained.input_vocab.unknown(p.text) and len(p.text) <= trained.max_encoder_seq_length
+    assert (p.problem is None) == (p.text == text)
+    trained.input_vocab.encode([p.text], trained.max_encoder_seq_length)  # does not raise
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_encode_then_decode_round_trip(trained, data):
+    for vocab, length in ((trained.input_vocab, trained.max_encoder_seq_length),
+                          (trained.target_vocab, trained.max_decoder_seq_length)):
+        text = data.draw(st.text(st.sampled_from(vocab.chars), max_size=length))
+        tokens = vocab.encode([text], length)
+        assert tokens.shape == (1, length)
+        assert vocab.decode(tokens[0]) == text + " " * (length - len(text))
+        assert np.all(tokens[0, len(text):] == vocab.index[" "])
