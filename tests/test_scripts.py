@@ -19,3 +19,12 @@ def test_train_seed_script_runs_end_to_end():
     assert "Number of samples: 140" in r.stdout
     assert "Epoch 2/2" in r.stdout and r.stdout.count("Input sentence:") == 2
     assert "encoder {'kernel': (" in r.stdout
+
+
+def test_gradcheck_demo_agrees_at_every_step():
+    r = run_script("gradcheck_demo.py", "--hidden", "3", "--steps", "4")
+    assert r.returncode == 0, r.stderr
+    for name in ("kernel", "recurrent_kernel", "bias"):
+        line = next(l for l in r.stdout.splitlines() if l.startswith(f"3. {name} "))
+        assert float(line.rsplit("=", 1)[1]) < 1e-10
+    assert "8 leaves, 0 failed" in r.stdout and "all gradients agree" in r.stdout
