@@ -49,6 +49,10 @@ def add_train(sub) -> None:
     p.add_argument("--latent-dim", type=_positive_int, default=d.latent_dim)
     p.add_argument("--validation-split", type=_fraction, default=d.validation_split)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--grad", choices=("autodiff", "bptt"), default=d.grad,
+        help=f"LSTM gradient: hand-derived BPTT or JAX autodiff (same numbers; default: {d.grad})",
+    )
     p.add_argument("--out", default="runs/seed", help="checkpoint directory (default: runs/seed)")
     p.add_argument("--show", type=int, default=5, help="decode this many training sentences at the end")
     p.set_defaults(func=run_train)
@@ -66,6 +70,7 @@ def run_train(args) -> int:
         latent_dim=args.latent_dim,
         validation_split=args.validation_split,
         seed=args.seed,
+        grad=args.grad,
     )
     path = data_mod.resolve_data(args.data)
     ds = data_mod.load_dataset(path, config.num_samples)

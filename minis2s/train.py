@@ -29,7 +29,7 @@ import optax
 
 from . import losses
 from .data import Dataset
-from .model import ModelConfig, Params, apply, init_params
+from .model import LAYERS, ModelConfig, Params, apply, init_params, make_apply
 
 Batch = dict[str, jax.Array]
 
@@ -47,6 +47,10 @@ class Config:
     learning_rate: float = 1e-3
     rho: float = 0.9
     epsilon: float = 1e-7
+    # How the LSTM gradient is computed: "bptt" (hand-derived backward pass, faster; see
+    # scripts/bench.py and docs/performance.md) or "autodiff" (JAX differentiates the scan;
+    # the reference). Both give the same numbers within float tolerance.
+    grad: str = "bptt"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting that cannot work."""
@@ -59,6 +63,8 @@ class Config:
             raise ValueError(f"validation_split must be in (0, 1), got {self.validation_split}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate must be positive and finite, got {self.learning_rate}")
+        if self.grad not in LAYERS:
+            raise ValueError(f"grad must be one of {', '.join(LAYERS)}; got {self.grad!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -103,8 +109,8 @@ def loss_fn(params: Params, batch: Batch, apply_fn: Callable = apply) -> tuple[j
     return loss_sum / count, metrics
 
 
-def make_train_step(optimizer: optax.GradientTransformation, apply_fn: Callable = apply):
-    """``train_step(params, opt_state, batch) -> (params, opt_state, metrics)``, jitted."""
+def _step(optimizer: optax.GradientTransformation, apply_fn: Callable):
+    """The un-jitted update ``(params, opt_state, batch) -> (params, opt_state, metrics)``."""
 
     def train_step(params, opt_state, batch):
         grads, metrics = jax.grad(loss_fn, has_aux=True)(params, batch, apply_fn)
@@ -112,12 +118,87 @@ def make_train_step(optimizer: optax.GradientTransformation, apply_fn: Callable 
         params = optax.apply_updates(params, updates)
         return params, opt_state, metrics
 
-    return jax.jit(train_step)
+    return train_step
+
+
+def _resolve_apply(apply_fn: Callable | None, grad: str) -> Callable:
+    return make_apply(grad) if apply_fn is None else apply_fn
+
+
+def make_train_step(
+    optimizer: optax.GradientTransformation, apply_fn: Callable | None = None, grad: str = "autodiff"
+):
+    """``train_step(params, opt_state, batch) -> (params, opt_state, metrics)``, jitted.
+
+    ``apply_fn`` is the model's forward pass; when ``None`` it is :func:`minis2s.model.apply`
+    with the LSTM gradient named by ``grad`` (``"autodiff"`` or ``"bptt"``).
+    """
+    return jax.jit(_step(optimizer, _resolve_apply(apply_fn, grad)))
+
+
+def make_train_epoch(
+    optimizer: optax.GradientTransformation, apply_fn: Callable | None = None, grad: str = "autodiff"
+):
+    """Many training steps in one call, as Keras' ``steps_per_execution`` does.
+
+    ``train_epoch(params, opt_state, data, index, weight) -> (params, opt_state, totals)``:
+    ``data`` holds the device-resident ``encoder_tokens, decoder_tokens, target_tokens``
+    ``(N, T)`` arrays, ``index`` ``(S, B)`` the rows of each of the ``S`` batches and
+    ``weight`` ``(S, B)`` their weights (0 for padding rows). A ``lax.scan`` runs the same
+    update as :func:`make_train_step` once per batch, in order; ``totals`` are the metric
+    sums, added batch after batch in the same order as the per-step loop would.
+
+    Why: a jitted step called from Python pays dispatch and a host-to-device copy of the
+    batch every time; here the epoch's data stay on the device and Python is entered once.
+    """
+    step = _step(optimizer, _resolve_apply(apply_fn, grad))
+
+    def train_epoch(params, opt_state, data, index, weight):
+        def body(carry, xs):
+            params, opt_state, totals = carry
+            idx, w = xs  # (B,), (B,)
+            batch = {k: data[k][idx] for k in ("encoder_tokens", "decoder_tokens", "target_tokens")}
+            batch["weight"] = w
+            params, opt_state, metrics = step(params, opt_state, batch)
+            totals = jax.tree.map(jnp.add, totals, metrics)
+            return (params, opt_state, totals), None
+
+        zero = jnp.zeros((), weight.dtype)
+        totals = {"loss_sum": zero, "correct_sum": zero, "count": zero}
+        (params, opt_state, totals), _ = jax.lax.scan(body, (params, opt_state, totals), (index, weight))
+        return params, opt_state, totals
+
+    return jax.jit(train_epoch)
 
 
 def make_eval_step(apply_fn: Callable = apply):
     """``eval_step(params, batch) -> metrics`` (sums, as in :func:`loss_fn`), jitted."""
     return jax.jit(lambda params, batch: loss_fn(params, batch, apply_fn)[1])
+
+
+def batch_plan(indices: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(index, weight)``, each ``(S, B)``: the rows and weights :func:`batches` yields.
+
+    Same padding rule: the last batch is filled with copies of its first row at weight 0.
+    """
+    n_batches = -(-len(indices) // batch_size)
+    index = np.empty((n_batches, batch_size), np.int32)
+    weight = np.zeros((n_batches, batch_size), np.float32)
+    for b in range(n_batches):
+        idx = indices[b * batch_size : (b + 1) * batch_size]
+        index[b, : len(idx)] = idx
+        index[b, len(idx) :] = idx[0]
+        weight[b, : len(idx)] = 1.0
+    return index, weight
+
+
+def device_data(data: Dataset) -> dict[str, jax.Array]:
+    """The token arrays of ``data`` on the default device (about 0.5 KB per sample)."""
+    return {
+        "encoder_tokens": jnp.asarray(data.encoder_tokens),
+        "decoder_tokens": jnp.asarray(data.decoder_tokens),
+        "target_tokens": jnp.asarray(data.target_tokens),
+    }
 
 
 # --------------------------------------------------------------------------- batching
@@ -203,18 +284,17 @@ def fit(
         params = init_params(init_key, model_config(config, data))
     optimizer = make_optimizer(config)
     opt_state = optimizer.init(params)
-    train_step = make_train_step(optimizer)
-    eval_step = make_eval_step()
+    train_epoch = make_train_epoch(optimizer, grad=config.grad)
+    on_device = device_data(data)
+    eval_step = make_eval_step(make_apply(config.grad))
     val_idx = np.arange(split_at, n)
 
     history: dict[str, list[float]] = {k: [] for k in ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")}
     for epoch in range(config.epochs):
         t0 = time.perf_counter()
         perm = np.asarray(jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), split_at))
-        totals = None
-        for batch in batches(data, perm, config.batch_size):
-            params, opt_state, metrics = train_step(params, opt_state, batch)
-            totals = _accumulate(totals, metrics)
+        index, weight = batch_plan(perm, config.batch_size)
+        params, opt_state, totals = train_epoch(params, opt_state, on_device, index, weight)
         logs = _summarise(totals)
         logs.update({"val_" + k: v for k, v in evaluate(params, data, val_idx, config.batch_size, eval_step).items()})
         seconds = time.perf_counter() - t0
