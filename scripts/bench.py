@@ -5,6 +5,7 @@ One command, one data set, batch 64, the seed model (latent 256), measured in on
 
     python scripts/bench.py                  # full epochs (a few minutes), table + JSON
     python scripts/bench.py --quick          # a small corpus, ~1 minute: a smoke test
+    python scripts/bench.py profile          # where a step's time goes (one-core CPU time)
     python scripts/bench.py decode [ARGS]    # the decoding benchmark (scripts/bench_decode.py)
 
 Every variant runs in its own worker process (so peak RSS is per variant and the JAX
@@ -22,6 +23,7 @@ matmul work with token gathers (no one-hot multiplies), the same count for every
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -73,6 +75,16 @@ def load_data(args):
         ens, frs = synthetic_pairs(args.num_samples)
         ds = data.build_dataset(ens, [data.START + f + data.END for f in frs])
         source = "synthetic"
+    if getattr(args, "steps_per_epoch", None):
+        # Keep the seed's shapes and vocabularies (from all loaded pairs) but train on the first
+        # steps*64 pairs and validate on the next steps*16: a shorter epoch, same work per step.
+        m = min(len(ds), args.steps_per_epoch * args.batch_size * 5 // 4)
+        ds = dataclasses.replace(
+            ds, input_texts=ds.input_texts[:m], target_texts=ds.target_texts[:m],
+            encoder_tokens=ds.encoder_tokens[:m], decoder_tokens=ds.decoder_tokens[:m],
+            target_tokens=ds.target_tokens[:m],
+        )
+        source += f" (first {m} pairs)"
     return ds, source
 
 
@@ -209,6 +221,8 @@ class KerasWorker:
         self.batch_size = args.batch_size
         n = len(ds)
         self.split_at = int(n * 0.8)
+        last_val = (n - self.split_at) % args.batch_size or args.batch_size
+        self.warmup_n = 5 * last_val if last_val % 16 == 0 else 80
 
         worker = self
 
@@ -227,10 +241,11 @@ class KerasWorker:
         return {"compile_s": None, "train_steps": -(-self.split_at // self.batch_size)}
 
     def warmup(self):
-        """Keras compiles inside fit: a fit on the first 80 samples (64 train + 16 validation,
-        the shapes of the 10,000-pair run's batches) compiles the train and eval steps."""
+        """Keras compiles inside fit: a fit on a few samples whose batches have the shapes of
+        the timed run's (e.g. 64 train + 16 validation for 10,000 pairs) compiles its steps."""
         t0 = time.perf_counter()
-        self.model.fit([x[:80] for x in self.x], self.y[:80], batch_size=self.batch_size, epochs=1,
+        w = self.warmup_n
+        self.model.fit([x[:w] for x in self.x], self.y[:w], batch_size=self.batch_size, epochs=1,
                        validation_split=0.2, verbose=0)
         return {"warmup_s": time.perf_counter() - t0}
 
@@ -380,8 +395,10 @@ def worker_main(args) -> int:
     _emit({"ready": w.ready(), "source": source, "n": len(ds)})
     for line in sys.stdin:
         cmd = json.loads(line)
+        c0 = time.process_time()
         result = getattr(w, cmd["op"])(*cmd.get("args", []))
         if cmd["op"] != "peak":
+            result["cpu_s"] = time.process_time() - c0  # all threads of this process
             result["rss_mb"] = _rss_mb()
         _emit(result)
     return 0
@@ -391,7 +408,8 @@ def worker_main(args) -> int:
 
 
 class Worker:
-    def __init__(self, name: str, argv: list[str], log_dir: Path, omp_wait_policy: str | None = None):
+    def __init__(self, name: str, argv: list[str], log_dir: Path, omp_wait_policy: str | None = None,
+                 one_core: bool = False):
         self.name = name
         self.log = open(log_dir / f"{name}.log", "w")
         env = dict(os.environ)
@@ -399,8 +417,14 @@ class Worker:
         env.setdefault("KERAS_BACKEND", "jax")
         if omp_wait_policy:
             env["OMP_WAIT_POLICY"] = omp_wait_policy
+        cmd = [sys.executable, __file__, "--worker", name, *argv]
+        if one_core:  # XLA without its thread pool, OpenMP with one thread, pinned to one core
+            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+            env["OMP_NUM_THREADS"] = "1"
+            if hasattr(os, "sched_getaffinity"):
+                cmd = ["taskset", "-c", str(max(os.sched_getaffinity(0))), *cmd]
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", name, *argv],
+            cmd,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
         )
         self.hello = self._read()
@@ -444,7 +468,7 @@ def run_bench(args) -> int:
         "--data", str(args.data), "--num-samples", str(args.num_samples),
         "--batch-size", str(args.batch_size), "--latent-dim", str(args.latent_dim),
         "--threads", str(args.threads),
-    ]
+    ] + (["--steps-per-epoch", str(args.steps_per_epoch)] if args.steps_per_epoch else [])
     names = [v for v in args.variants.split(",") if v]
     skipped = [v for v in names if not available(v)]
     names = [v for v in names if v not in skipped]
@@ -452,14 +476,15 @@ def run_bench(args) -> int:
     load_before = os.getloadavg()
     t_start = time.perf_counter()
 
-    peak_w = Worker("peak", worker_argv, log_dir)  # measured before and after: the best is the peak
+    one_core = args.threads == 1
+    peak_w = Worker("peak", worker_argv, log_dir, one_core=one_core)  # measured before and after: the best is the peak
     peak_runs = [peak_w.call("peak")]
     print(f"matmul peak (2048^3 fp32): {peak_runs[0]}", file=sys.stderr)
 
     workers, results = {}, {}
     for name in names:  # start and compile one at a time, so compile times are not contended
         t0 = time.perf_counter()
-        w = Worker(name, worker_argv, log_dir, args.omp_wait_policy if name == "torch" else None)
+        w = Worker(name, worker_argv, log_dir, args.omp_wait_policy if name == "torch" else None, one_core)
         workers[name] = w
         results[name] = {"startup_s": time.perf_counter() - t0, **w.hello["ready"], "epochs": []}
         print(f"{name}: ready {results[name]}", file=sys.stderr)
@@ -492,7 +517,7 @@ def run_bench(args) -> int:
     peak = {k: max(r[k] for r in peak_runs) for k in peak_runs[0]}
     peak_gflops = max(peak.values())
 
-    probe = load_data(argparse.Namespace(data=args.data, num_samples=args.num_samples))[0]
+    probe = load_data(args)[0]
     flops = flop_counts(args.batch_size, probe.max_encoder_seq_length, probe.max_decoder_seq_length,
                         args.latent_dim, len(probe.target_vocab))
     split_at = int(len(probe) * 0.8)
@@ -502,6 +527,7 @@ def run_bench(args) -> int:
     rows = []
     for name, r in results.items():
         ep = [e["epoch_s"] for e in r["epochs"]]
+        r["epoch_cpu_s_median"] = _median([e["cpu_s"] for e in r["epochs"]])
         tr = [e["train_s"] for e in r["epochs"] if e["train_s"] is not None]
         r["epoch_s_median"] = _median(ep)
         r["train_step_s_median"] = _median(tr) / steps if tr else None
@@ -516,13 +542,13 @@ def run_bench(args) -> int:
                 r[f"ratio_vs_{ref}"] = r["epoch_s_median"] / results[ref]["epoch_s_median"]
         rows.append(name)
 
-    head = ("| variant | compile s (CPU s) | warm-up s | s/epoch (median) | train ms/step | jitted single step ms "
+    head = ("| variant | compile s (CPU s) | warm-up s | s/epoch (median) | CPU s/epoch | train ms/step | jitted single step ms "
             "| % fp32 peak (epoch) | % peak (train) | vs Keras-JAX | vs PyTorch | peak RSS MB |")
-    lines = [head, "|" + "|".join(["---"] * 11) + "|"]
+    lines = [head, "|" + "|".join(["---"] * 12) + "|"]
     for name in rows:
         r = results[name]
         lines.append(
-            f"| {name} | {_fmt(r.get('compile_s'))}{_paren(r.get('compile_cpu_s'))} | {_fmt(r.get('warmup_s'))} | {_fmt(r['epoch_s_median'])} "
+            f"| {name} | {_fmt(r.get('compile_s'))}{_paren(r.get('compile_cpu_s'))} | {_fmt(r.get('warmup_s'))} | {_fmt(r['epoch_s_median'])} | {_fmt(r['epoch_cpu_s_median'])} "
             f"| {_fmt(r['train_step_s_median'] and 1e3 * r['train_step_s_median'], '.1f')} "
             f"| {_fmt(r['single_step_s_median'] and 1e3 * r['single_step_s_median'], '.1f')} "
             f"| {_fmt(r['peak_fraction_epoch'] and 100 * r['peak_fraction_epoch'], '.0f')} "
@@ -532,7 +558,7 @@ def run_bench(args) -> int:
     load_after = os.getloadavg()
     summary = (
         f"\ndata: {source}, {n} pairs ({split_at} train / {len(probe) - split_at} val), batch {args.batch_size}, "
-        f"latent {args.latent_dim}, T_enc {probe.max_encoder_seq_length}, T_dec {probe.max_decoder_seq_length}, "
+        f"latent {args.latent_dim}, {args.threads} thread(s), T_enc {probe.max_encoder_seq_length}, T_dec {probe.max_decoder_seq_length}, "
         f"V_in {len(probe.input_vocab)}, V_out {len(probe.target_vocab)}; {repeats_done} timed epochs per variant "
         f"after a warm-up, medians.\nmatmul peak {peak_gflops:.0f} GFLOP/s fp32 ({_fmt_peak(peak)}); "
         f"useful FLOPs {flops['train_step'] / 1e9:.2f} GFLOP/train step, {epoch_flops / 1e12:.3f} TFLOP/epoch.\n"
@@ -549,7 +575,7 @@ def run_bench(args) -> int:
         "data": {"source": source, "pairs": n, "train": split_at, "val": len(probe) - split_at,
                  "t_enc": probe.max_encoder_seq_length, "t_dec": probe.max_decoder_seq_length,
                  "v_in": len(probe.input_vocab), "v_out": len(probe.target_vocab)},
-        "omp_wait_policy_torch": args.omp_wait_policy,
+        "omp_wait_policy_torch": args.omp_wait_policy, "threads": args.threads,
         "batch_size": args.batch_size, "latent_dim": args.latent_dim, "repeats": repeats_done,
         "peak": peak, "peak_gflops": peak_gflops, "flops": {**flops, "epoch": epoch_flops},
         "variants": results, "skipped": skipped, "table": table, "total_s": time.perf_counter() - t_start,
@@ -589,6 +615,106 @@ def _versions() -> dict:
     return out
 
 
+PROFILE_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false", "OMP_NUM_THREADS": "1"}
+
+
+def run_profile(argv: list[str]) -> int:
+    """Where the time of a minis2s training step goes, as CPU time on ONE thread.
+
+    On a shared machine wall-clock times of small pieces are noise; the CPU time of a
+    single-threaded process pinned to one core is far steadier (a few % between runs), so
+    the pieces can be compared with each other and with a one-core matmul peak measured
+    the same way. Re-executes itself with XLA's thread pool off, pinned to one core.
+    """
+    if os.environ.get("MINIS2S_PROFILE_CHILD") != "1":
+        env = {**os.environ, **PROFILE_ENV, "MINIS2S_PROFILE_CHILD": "1"}
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        cmd = [sys.executable, __file__, "profile", *argv]
+        if hasattr(os, "sched_getaffinity"):
+            cmd = ["taskset", "-c", str(max(os.sched_getaffinity(0))), *cmd]
+        return subprocess.call(cmd, env=env)
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from minis2s import bptt, lstm, model, train
+
+    B, t_enc, t_dec, v_in, v_out, H = 64, 16, 59, 70, 93, 256
+    reps = 8
+
+    def cpu_ms(fn, *a):
+        jax.block_until_ready(fn(*a))
+        ts = []
+        for _ in range(reps):
+            c0 = time.process_time()
+            jax.block_until_ready(fn(*a))
+            ts.append(time.process_time() - c0)
+        return 1e3 * statistics.median(ts)
+
+    key = jax.random.PRNGKey(0)
+    n = 2048
+    a = jax.random.normal(key, (n, n))
+    peak_ms = cpu_ms(jax.jit(lambda x: x @ x), a)
+    peak = 2 * n**3 / peak_ms / 1e6  # GFLOP/s on one core
+    rows = [("matmul 2048^3 (one-core peak)", peak_ms, 2 * n**3)]
+
+    p = lstm.init_lstm(key, v_out, H)
+    U = p["recurrent_kernel"]
+    h = jnp.full((B, H), 0.1)
+    zx = jnp.zeros((t_dec, B, 4 * H))
+    rec = 2 * B * H * 4 * H * t_dec  # one pass of recurrent matmuls over the decoder
+
+    def dot_only(U, zx, h):
+        def step(h, zx_t):
+            z = zx_t + h @ U
+            return z[:, :H], None
+        return jax.lax.scan(step, h, zx)[0]
+
+    rows.append(("decoder scan, body = h @ U only", cpu_ms(jax.jit(dot_only), U, zx, h), rec))
+    x = jax.random.randint(key, (B, t_dec), 0, v_out)
+    w = jax.random.normal(key, (t_dec, B, H))
+    fwd = jax.jit(lambda p, h: bptt.layer_time_major(p, x, (h, h))[0])
+    rows.append(("decoder layer forward (one-tanh gates)", cpu_ms(fwd, p, h), rec))
+    fwd_res = jax.jit(lambda p, h: bptt._lstm_fwd(p, x, h, h)[1][4:])
+    rows.append(("decoder layer forward, saving residuals", cpu_ms(fwd_res, p, h), rec))
+    layers = {
+        "bptt": bptt.layer_time_major,
+        "autodiff": lambda p, x, s: (jnp.swapaxes(lstm.layer(p, x, s)[0], 0, 1), None),
+    }
+    for name, layer in layers.items():
+        g = jax.jit(jax.grad(lambda p, h: jnp.sum(w * layer(p, x, (h, h))[0]), argnums=(0, 1)))
+        rows.append((f"decoder layer forward + backward ({name})", cpu_ms(g, p, h), 3 * rec))
+
+    params = model.init_params(key, model.ModelConfig(v_in, v_out, H))
+    rng = np.random.default_rng(0)
+    batch = {
+        "encoder_tokens": jnp.asarray(rng.integers(0, v_in, (B, t_enc)), jnp.int32),
+        "decoder_tokens": jnp.asarray(rng.integers(0, v_out, (B, t_dec)), jnp.int32),
+        "target_tokens": jnp.asarray(rng.integers(0, v_out, (B, t_dec)), jnp.int32),
+        "weight": jnp.ones((B,), jnp.float32),
+    }
+    flops = flop_counts(B, t_enc, t_dec, H, v_out)
+    head = jax.jit(jax.grad(lambda d, hs: train.loss_fn(
+        {"encoder": params["encoder"], "decoder": params["decoder"], "dense": d}, batch,
+        lambda prm, e, dtok: model.dense_softmax(prm["dense"], hs))[0], argnums=(0, 1)))
+    hs = jnp.full((B, t_dec, H), 0.1)
+    rows.append(("dense + softmax + loss, forward + backward", cpu_ms(head, params["dense"], hs),
+                 3 * 2 * B * t_dec * H * v_out))
+    opt = train.make_optimizer(train.Config())
+    for grad in ("bptt", "autodiff"):
+        step = train.make_train_step(opt, grad=grad)
+        st = opt.init(params)
+        rows.append((f"whole train step ({grad})", cpu_ms(lambda: step(params, st, batch)), flops["train_step"]))
+
+    print(f"One-core CPU time (median of {reps}), seed shapes: B {B}, T_enc {t_enc}, T_dec {t_dec}, H {H}, V_out {v_out}")
+    print("| piece | CPU ms | matmul GFLOP | GFLOP/s | % of one-core peak |")
+    print("|---|---|---|---|---|")
+    for name, ms, fl in rows:
+        print(f"| {name} | {ms:.1f} | {fl / 1e9:.3f} | {fl / ms / 1e6:.0f} | {100 * fl / ms / 1e6 / peak:.0f} |")
+    return 0
+
+
 def run_decode(argv: list[str]) -> int:
     path = Path(__file__).resolve().parent / "bench_decode.py"
     if not path.is_file():
@@ -609,13 +735,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, default=10000)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--latent-dim", type=int, default=256)
-    p.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads (default 2)")
+    p.add_argument("--threads", type=int, default=2, choices=(1, 2),
+                   help="2 (default): every framework uses the machine's cores (PyTorch set to 2 threads); "
+                        "1: every worker single-threaded and pinned to one core, where CPU time is a "
+                        "load-robust measure on a shared machine")
     p.add_argument("--omp-wait-policy", default="PASSIVE",
                    help="OMP_WAIT_POLICY for the PyTorch worker (default PASSIVE: on a shared, "
                         "oversubscribed machine spinning OpenMP threads slow PyTorch several-fold; '' keeps the default)")
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="shorter epochs with the same shapes: train on the first N*64 pairs, "
+                        "validate on the next N*16 (default: the full 8,000/2,000 split)")
     p.add_argument("--repeats", type=int, default=3, help="timed epochs per variant after the warm-up")
     p.add_argument("--steps", type=int, default=10, help="timed single jitted steps (minis2s)")
-    p.add_argument("--budget-s", type=float, default=200.0, help="start no new repeat after this many seconds")
+    p.add_argument("--budget-s", type=float, default=150.0, help="start no new repeat after this many seconds")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
     p.add_argument("--json", default="bench.json", help="where to write the JSON report (default bench.json)")
     p.add_argument("--quick", action="store_true", help="800 pairs, 1 repeat, 3 steps: a smoke test in about a minute")
@@ -627,6 +759,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["decode"]:
         return run_decode(argv[1:])
+    if argv[:1] == ["profile"]:
+        return run_profile(argv[1:])
     args = build_parser().parse_args(argv)
     if args.worker:
         return worker_main(args)
