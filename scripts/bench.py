@@ -707,6 +707,15 @@ def run_profile(argv: list[str]) -> int:
         st = opt.init(params)
         rows.append((f"whole train step ({grad})", cpu_ms(lambda: step(params, st, batch)), flops["train_step"]))
 
+    n_steps = 8  # the same step inside the epoch runner: data on the device, one call
+    data = {k: jnp.concatenate([batch[k]] * n_steps) for k in ("encoder_tokens", "decoder_tokens", "target_tokens")}
+    index = np.arange(n_steps * B, dtype=np.int32).reshape(n_steps, B)
+    weight = np.ones((n_steps, B), np.float32)
+    epoch = train.make_train_epoch(opt, grad="bptt")
+    st = opt.init(params)
+    ms = cpu_ms(lambda: epoch(params, st, data, index, weight)) / n_steps
+    rows.append(("train step inside the epoch runner (bptt)", ms, flops["train_step"]))
+
     print(f"One-core CPU time (median of {reps}), seed shapes: B {B}, T_enc {t_enc}, T_dec {t_dec}, H {H}, V_out {v_out}")
     print("| piece | CPU ms | matmul GFLOP | GFLOP/s | % of one-core peak |")
     print("|---|---|---|---|---|")
