@@ -48,7 +48,7 @@ def _positive_float(s: str) -> float:
 # --------------------------------------------------------------------------- train
 
 # Flags that define the model, the data split or the shuffles: fixed once a run exists.
-_FIXED_ON_RESUME = ("num_samples", "batch_size", "latent_dim", "validation_split", "seed")
+_FIXED_ON_RESUME = ("num_samples", "batch_size", "latent_dim", "validation_split", "seed", "grad")
 
 
 def add_train(sub) -> None:
@@ -69,6 +69,10 @@ def add_train(sub) -> None:
     p.add_argument("--validation-split", type=_fraction, help=f"default {d.validation_split}")
     p.add_argument("--seed", type=int, help=f"default {d.seed}")
     p.add_argument("--learning-rate", type=_positive_float, help=f"RMSprop learning rate (default {d.learning_rate:g})")
+    p.add_argument(
+        "--grad", choices=("autodiff", "bptt"),
+        help=f"LSTM gradient: hand-derived BPTT or JAX autodiff (same numbers; default: {d.grad})",
+    )
     p.add_argument("--out", help="run directory for checkpoints and history (default: runs/seed)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest complete checkpoint")
     p.add_argument("--patience", type=_positive_int,

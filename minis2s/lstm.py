@@ -93,6 +93,54 @@ def cell(params: Params, zx_t: jax.Array, state: tuple[jax.Array, jax.Array]) ->
     return h, c
 
 
+# --------------------------------------------------------------------------- fast gates
+#
+# ``cell`` above is the reference: the equations as written. The fast paths compute the same
+# four activations with ONE ``tanh`` over the whole ``(B, 4H)`` block, using
+#
+#     sigmoid(x) = 0.5 * tanh(x / 2) + 0.5
+#
+# so every gate is ``A = s * tanh(s * z) + m`` with a per-column scale ``s`` (1/2 for the
+# sigmoid gates i, f, o; 1 for the candidate g) and offset ``m`` (1/2 for sigmoid gates,
+# 0 for g). The maths is identical; in float32 the results differ from ``cell`` by a few
+# ulps (measured max 2.4e-7). It is faster on XLA:CPU because the loop body runs one large
+# element-wise kernel instead of several small ones (see docs/performance.md).
+
+
+def gate_constants(units: int, dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
+    """Per-column ``(scale, offset)``, each ``(4H,)``, for the gate order i, f, c, o."""
+    half = jnp.full((units,), 0.5, dtype)
+    one = jnp.ones((units,), dtype)
+    zero = jnp.zeros((units,), dtype)
+    scale = jnp.concatenate([half, half, one, half])
+    offset = jnp.concatenate([half, half, zero, half])
+    return scale, offset
+
+
+def fast_gates(z: jax.Array, scale: jax.Array, offset: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(t, a)``: ``t = tanh(scale * z)`` and the activations ``a = scale * t + offset``.
+
+    ``a`` holds ``[sigmoid(z_i), sigmoid(z_f), tanh(z_g), sigmoid(z_o)]`` side by side,
+    ``(B, 4H)``. ``t`` is what a backward pass needs: ``da/dz = scale^2 (1 - t^2)``.
+    """
+    t = jnp.tanh(z * scale)  # (B, 4H), the one transcendental op of the step
+    return t, t * scale + offset
+
+
+def fast_cell(
+    params: Params, zx_t: jax.Array, state: tuple[jax.Array, jax.Array]
+) -> tuple[jax.Array, jax.Array]:
+    """:func:`cell` with the one-``tanh`` gate block (same maths, a few ulps apart)."""
+    h_prev, c_prev = state
+    units = h_prev.shape[-1]
+    scale, offset = gate_constants(units, zx_t.dtype)
+    _, a = fast_gates(zx_t + h_prev @ params["recurrent_kernel"], scale, offset)
+    i, f, g, o = jnp.split(a, 4, axis=-1)
+    c = f * c_prev + i * g
+    h = o * jnp.tanh(c)
+    return h, c
+
+
 def input_projection(params: Params, inputs: jax.Array) -> jax.Array:
     """``x_t W + b`` for every timestep at once, time-major: ``(T, B, 4H)``.
 

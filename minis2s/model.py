@@ -16,14 +16,22 @@ Training (teacher forcing)::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
-from . import lstm
+from . import bptt, lstm
 
 Params = dict[str, dict[str, jax.Array]]
 State = tuple[jax.Array, jax.Array]
+Layer = Callable[..., tuple[jax.Array, State]]
+
+# How the LSTM layers get their gradient. Both compute the same forward values (within
+# float tolerance); they differ in the backward pass:
+#   "autodiff": minis2s.lstm.layer, the reference; JAX differentiates the lax.scan.
+#   "bptt":     minis2s.bptt.layer, the hand-derived backward pass (jax.custom_vjp).
+LAYERS: dict[str, Layer] = {"autodiff": lstm.layer, "bptt": bptt.layer}
 
 
 @dataclass(frozen=True)
@@ -57,9 +65,9 @@ def dense_softmax(params: dict[str, jax.Array], hs: jax.Array) -> jax.Array:
     return jax.nn.softmax(hs @ params["kernel"] + params["bias"], axis=-1)
 
 
-def encode(params: Params, encoder_tokens: jax.Array) -> State:
+def encode(params: Params, encoder_tokens: jax.Array, layer: Layer = lstm.layer) -> State:
     """Final ``(h, c)`` of the encoder, each ``(B, H)``; the encoder outputs are discarded."""
-    _, state = lstm.layer(params["encoder"], encoder_tokens)
+    _, state = layer(params["encoder"], encoder_tokens)
     return state
 
 
@@ -74,15 +82,31 @@ def decode_step(params: Params, token: jax.Array, state: State) -> tuple[jax.Arr
     return dense_softmax(params["dense"], h), (h, c)
 
 
-def apply(params: Params, encoder_tokens: jax.Array, decoder_tokens: jax.Array) -> jax.Array:
+def apply(
+    params: Params, encoder_tokens: jax.Array, decoder_tokens: jax.Array, layer: Layer = lstm.layer
+) -> jax.Array:
     """Teacher-forced forward pass.
 
     Args:
         encoder_tokens: ``(B, T_enc)`` int (or one-hot ``(B, T_enc, V_in)`` floats).
         decoder_tokens: ``(B, T_dec)`` int (or one-hot ``(B, T_dec, V_out)`` floats).
+        layer: the LSTM layer implementation, one of :data:`LAYERS` (default: the reference).
     Returns:
         softmax probabilities ``(B, T_dec, V_out)``.
     """
-    state = encode(params, encoder_tokens)
-    hs, _ = lstm.layer(params["decoder"], decoder_tokens, state)  # (B, T_dec, H)
+    state = encode(params, encoder_tokens, layer)
+    hs, _ = layer(params["decoder"], decoder_tokens, state)  # (B, T_dec, H)
     return dense_softmax(params["dense"], hs)
+
+
+def make_apply(grad: str = "autodiff") -> Callable[[Params, jax.Array, jax.Array], jax.Array]:
+    """:func:`apply` with the LSTM layer picked by name: ``"autodiff"`` or ``"bptt"``."""
+    if grad not in LAYERS:
+        raise ValueError(f"grad must be one of {', '.join(LAYERS)}; got {grad!r}")
+    layer = LAYERS[grad]
+
+    def apply_with(params: Params, encoder_tokens: jax.Array, decoder_tokens: jax.Array) -> jax.Array:
+        return apply(params, encoder_tokens, decoder_tokens, layer)
+
+    apply_with.__name__ = f"apply_{grad}"
+    return apply_with

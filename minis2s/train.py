@@ -30,7 +30,7 @@ import optax
 
 from . import losses
 from .data import Dataset
-from .model import ModelConfig, Params, apply, init_params
+from .model import LAYERS, ModelConfig, Params, apply, init_params, make_apply
 
 Batch = dict[str, jax.Array]
 
@@ -48,6 +48,10 @@ class Config:
     learning_rate: float = 1e-3
     rho: float = 0.9
     epsilon: float = 1e-7
+    # How the LSTM gradient is computed: "bptt" (hand-derived backward pass, faster; see
+    # scripts/bench.py and docs/performance.md) or "autodiff" (JAX differentiates the scan;
+    # the reference). Both give the same numbers within float tolerance.
+    grad: str = "bptt"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting that cannot work."""
@@ -60,6 +64,8 @@ class Config:
             raise ValueError(f"validation_split must be in (0, 1), got {self.validation_split}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate must be positive and finite, got {self.learning_rate}")
+        if self.grad not in LAYERS:
+            raise ValueError(f"grad must be one of {', '.join(LAYERS)}; got {self.grad!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -104,8 +110,8 @@ def loss_fn(params: Params, batch: Batch, apply_fn: Callable = apply) -> tuple[j
     return loss_sum / count, metrics
 
 
-def make_train_step(optimizer: optax.GradientTransformation, apply_fn: Callable = apply):
-    """``train_step(params, opt_state, batch) -> (params, opt_state, metrics)``, jitted."""
+def _step(optimizer: optax.GradientTransformation, apply_fn: Callable):
+    """The un-jitted update ``(params, opt_state, batch) -> (params, opt_state, metrics)``."""
 
     def train_step(params, opt_state, batch):
         grads, metrics = jax.grad(loss_fn, has_aux=True)(params, batch, apply_fn)
@@ -113,12 +119,88 @@ def make_train_step(optimizer: optax.GradientTransformation, apply_fn: Callable 
         params = optax.apply_updates(params, updates)
         return params, opt_state, metrics
 
-    return jax.jit(train_step)
+    return train_step
+
+
+def _resolve_apply(apply_fn: Callable | None, grad: str) -> Callable:
+    return make_apply(grad) if apply_fn is None else apply_fn
+
+
+def make_train_step(
+    optimizer: optax.GradientTransformation, apply_fn: Callable | None = None, grad: str = "autodiff"
+):
+    """``train_step(params, opt_state, batch) -> (params, opt_state, metrics)``, jitted.
+
+    ``apply_fn`` is the model's forward pass; when ``None`` it is :func:`minis2s.model.apply`
+    with the LSTM gradient named by ``grad`` (``"autodiff"`` or ``"bptt"``).
+    """
+    return jax.jit(_step(optimizer, _resolve_apply(apply_fn, grad)))
+
+
+def make_train_epoch(
+    optimizer: optax.GradientTransformation, apply_fn: Callable | None = None, grad: str = "autodiff"
+):
+    """Many training steps in one call, as Keras' ``steps_per_execution`` does.
+
+    ``train_epoch(params, opt_state, data, index, weight) -> (params, opt_state, totals, step_losses)``:
+    ``data`` holds the device-resident ``encoder_tokens, decoder_tokens, target_tokens``
+    ``(N, T)`` arrays, ``index`` ``(S, B)`` the rows of each of the ``S`` batches and
+    ``weight`` ``(S, B)`` their weights (0 for padding rows). A ``lax.scan`` runs the same
+    update as :func:`make_train_step` once per batch, in order; ``totals`` are the metric
+    sums, added batch after batch in the same order as the per-step loop would;
+    ``step_losses`` ``(S,)`` each batch's loss sum, so a non-finite loss can be traced to its step.
+
+    Why: a jitted step called from Python pays dispatch and a host-to-device copy of the
+    batch every time; here the epoch's data stay on the device and Python is entered once.
+    """
+    step = _step(optimizer, _resolve_apply(apply_fn, grad))
+
+    def train_epoch(params, opt_state, data, index, weight):
+        def body(carry, xs):
+            params, opt_state, totals = carry
+            idx, w = xs  # (B,), (B,)
+            batch = {k: data[k][idx] for k in ("encoder_tokens", "decoder_tokens", "target_tokens")}
+            batch["weight"] = w
+            params, opt_state, metrics = step(params, opt_state, batch)
+            totals = jax.tree.map(jnp.add, totals, metrics)
+            return (params, opt_state, totals), metrics["loss_sum"]
+
+        zero = jnp.zeros((), weight.dtype)
+        totals = {"loss_sum": zero, "correct_sum": zero, "count": zero}
+        (params, opt_state, totals), step_losses = jax.lax.scan(body, (params, opt_state, totals), (index, weight))
+        return params, opt_state, totals, step_losses
+
+    return jax.jit(train_epoch)
 
 
 def make_eval_step(apply_fn: Callable = apply):
     """``eval_step(params, batch) -> metrics`` (sums, as in :func:`loss_fn`), jitted."""
     return jax.jit(lambda params, batch: loss_fn(params, batch, apply_fn)[1])
+
+
+def batch_plan(indices: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(index, weight)``, each ``(S, B)``: the rows and weights :func:`batches` yields.
+
+    Same padding rule: the last batch is filled with copies of its first row at weight 0.
+    """
+    n_batches = -(-len(indices) // batch_size)
+    index = np.empty((n_batches, batch_size), np.int32)
+    weight = np.zeros((n_batches, batch_size), np.float32)
+    for b in range(n_batches):
+        idx = indices[b * batch_size : (b + 1) * batch_size]
+        index[b, : len(idx)] = idx
+        index[b, len(idx) :] = idx[0]
+        weight[b, : len(idx)] = 1.0
+    return index, weight
+
+
+def device_data(data: Dataset) -> dict[str, jax.Array]:
+    """The token arrays of ``data`` on the default device (about 0.5 KB per sample)."""
+    return {
+        "encoder_tokens": jnp.asarray(data.encoder_tokens),
+        "decoder_tokens": jnp.asarray(data.decoder_tokens),
+        "target_tokens": jnp.asarray(data.target_tokens),
+    }
 
 
 # --------------------------------------------------------------------------- batching
@@ -303,7 +385,7 @@ def _compiled_steps(config: Config):
     """One optimizer and one pair of jitted steps per optimizer setting, shared by every
     :func:`fit` call in the process, so a resumed or repeated fit reuses the compilation."""
     optimizer = make_optimizer(config)
-    return optimizer, make_train_step(optimizer), make_eval_step()
+    return optimizer, make_train_epoch(optimizer, grad=config.grad), make_eval_step(make_apply(config.grad))
 
 
 def fit(
@@ -348,10 +430,11 @@ def fit(
             f"validation_split={config.validation_split} of {n} samples leaves "
             f"{split_at} for training and {n - split_at} for validation; both must be non-empty"
         )
-    optimizer, train_step, eval_step = _compiled_steps(dataclasses.replace(config, epochs=1, num_samples=None))
+    optimizer, train_epoch, eval_step = _compiled_steps(dataclasses.replace(config, epochs=1, num_samples=None))
     if state is None:
         state = initial_state(config, data, optimizer, params)
     params, opt_state = state.params, state.opt_state
+    on_device = device_data(data)
     val_idx = np.arange(split_at, n)
     steps = -(-split_at // config.batch_size)
     last_saved: str | None = None
@@ -371,12 +454,9 @@ def fit(
     for epoch in range(state.epoch, config.epochs):
         t0 = time.perf_counter()
         perm = np.asarray(jax.random.permutation(jax.random.fold_in(state.shuffle_key, epoch), split_at))
-        totals = None
-        step_losses = []  # device scalars: checked once per epoch, no sync per step
-        for batch in batches(data, perm, config.batch_size):
-            params, opt_state, metrics = train_step(params, opt_state, batch)
-            totals = _accumulate(totals, metrics)
-            step_losses.append(metrics["loss_sum"])
+        index, weight = batch_plan(perm, config.batch_size)
+        # step_losses (S,): each step's loss sum, checked once per epoch (no sync per step)
+        params, opt_state, totals, step_losses = train_epoch(params, opt_state, on_device, index, weight)
         logs = _summarise(totals)
         if not math.isfinite(logs["loss"]):
             bad = np.asarray(jax.device_get(step_losses))

@@ -224,16 +224,17 @@ def test_a_fault_after_an_unsaved_epoch_saves_that_epoch_first(ds, tmp_path, mon
     """With --checkpoint-every 5, epoch 2 (no improvement) is not saved at its end; when
     epoch 3 turns NaN, epoch 2 is written before training stops, so no finished work is lost."""
     real = train._compiled_steps(dataclasses.replace(CFG, epochs=1, num_samples=None))
-    optimizer, train_step, eval_step = real
-    steps_per_epoch = 4  # 32 training samples / batch 8
+    optimizer, train_epoch, eval_step = real
     calls = {"train": 0, "eval": 0}
 
-    def nan_in_epoch_3(params, opt_state, batch):
+    def nan_in_epoch_3(params, opt_state, data, index, weight):
         calls["train"] += 1
-        params, opt_state, metrics = train_step(params, opt_state, batch)
-        if calls["train"] == 2 * steps_per_epoch + 2:
-            metrics = {**metrics, "loss_sum": metrics["loss_sum"] * np.nan}
-        return params, opt_state, metrics
+        params, opt_state, totals, step_losses = train_epoch(params, opt_state, data, index, weight)
+        assert step_losses.shape == (4,)  # 32 training samples / batch 8
+        if calls["train"] == 3:  # the second step of epoch 3 turns NaN
+            step_losses = step_losses.at[1].set(np.nan)
+            totals = {**totals, "loss_sum": totals["loss_sum"] * np.nan}
+        return params, opt_state, totals, step_losses
 
     def worse_each_epoch(params, batch):
         calls["eval"] += 1
