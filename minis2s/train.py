@@ -28,6 +28,8 @@ import numpy as np
 import optax
 
 from . import losses
+from . import parallel  # [issue 8]
+from .bucketing import Batcher  # [issue 8]
 from .data import Dataset
 from .model import ModelConfig, Params, apply, init_params
 
@@ -47,6 +49,8 @@ class Config:
     learning_rate: float = 1e-3
     rho: float = 0.9
     epsilon: float = 1e-7
+    bucket: bool = False  # [issue 8] length buckets (minis2s/bucketing.py); departs from the seed
+    mask_padding: bool = False  # [issue 8] loss over real target characters only; departs from the seed
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting that cannot work."""
@@ -100,6 +104,11 @@ def loss_fn(params: Params, batch: Batch, apply_fn: Callable = apply) -> tuple[j
         "correct_sum": jnp.sum(w * jnp.mean(correct, axis=1)),
         "count": count,
     }
+    if "mask" in batch:  # [issue 8] --mask-padding: means over real target characters (bucketing.py)
+        m = w[:, None] * batch["mask"]  # (B, T)
+        count = jnp.sum(m)
+        loss_sum = jnp.sum(m * ce)
+        metrics = {"loss_sum": loss_sum, "correct_sum": jnp.sum(m * correct), "count": count}
     return loss_sum / count, metrics
 
 
@@ -160,11 +169,16 @@ def _summarise(totals: dict, prefix: str = "") -> dict[str, float]:
     }
 
 
-def evaluate(params: Params, data: Dataset, indices: np.ndarray, batch_size: int, eval_step=None) -> dict[str, float]:
-    """Mean loss and accuracy over ``indices`` (exact: sums over samples, then one division)."""
+def evaluate(
+    params: Params, data: Dataset, indices: np.ndarray, batch_size: int, eval_step=None, batch_fn=None
+) -> dict[str, float]:
+    """Mean loss and accuracy over ``indices`` (exact: sums over samples, then one division).
+
+    ``batch_fn(indices)``, when given, makes the batches instead of :func:`batches`.
+    """
     eval_step = eval_step or make_eval_step()
     totals = None
-    for batch in batches(data, indices, batch_size):
+    for batch in (batch_fn or (lambda idx: batches(data, idx, batch_size)))(indices):  # [issue 8] batch_fn
         totals = _accumulate(totals, eval_step(params, batch))
     return _summarise(totals)
 
@@ -184,8 +198,12 @@ def fit(
     data: Dataset,
     params: Params | None = None,
     log: Callable[[str], None] | None = print,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> tuple[Params, dict[str, list[float]]]:
     """Train as the seed's ``model.fit`` does; return final parameters and the history.
+
+    ``mesh``: the devices to train on (:func:`minis2s.parallel.make_mesh`; default one device).
+    Batches are split over them, parameters replicated; the results do not depend on it.
 
     ``history`` maps ``loss, accuracy, val_loss, val_accuracy, seconds`` to per-epoch lists.
     """
@@ -206,17 +224,23 @@ def fit(
     train_step = make_train_step(optimizer)
     eval_step = make_eval_step()
     val_idx = np.arange(split_at, n)
+    # [issue 8] devices, buckets, mask (minis2s/parallel.py, minis2s/bucketing.py); same jitted step.
+    mesh = mesh if mesh is not None else parallel.make_mesh(1)
+    rows = parallel.padded_batch_size(config.batch_size, mesh)
+    batcher = Batcher(data, config.batch_size, rows, bucket=config.bucket, mask_padding=config.mask_padding)
+    params, opt_state = parallel.replicate((params, opt_state), mesh)
+    sharded_batches = lambda idx: (parallel.shard_batch(b, mesh) for b in batcher(idx))  # noqa: E731
 
     history: dict[str, list[float]] = {k: [] for k in ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")}
     for epoch in range(config.epochs):
         t0 = time.perf_counter()
         perm = np.asarray(jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), split_at))
         totals = None
-        for batch in batches(data, perm, config.batch_size):
+        for batch in sharded_batches(perm):  # [issue 8]
             params, opt_state, metrics = train_step(params, opt_state, batch)
             totals = _accumulate(totals, metrics)
         logs = _summarise(totals)
-        logs.update({"val_" + k: v for k, v in evaluate(params, data, val_idx, config.batch_size, eval_step).items()})
+        logs.update({"val_" + k: v for k, v in evaluate(params, data, val_idx, config.batch_size, eval_step, sharded_batches).items()})
         seconds = time.perf_counter() - t0
         for k, v in logs.items():
             history[k].append(v)
