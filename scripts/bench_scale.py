@@ -7,6 +7,10 @@
     python scripts/bench_scale.py buckets  [--num-samples 10000]
         seconds per training epoch (2nd epoch: every shape already compiled) with the
         seed's batches, with --bucket, and with --bucket --mask-padding.
+    python scripts/bench_scale.py curve    [--num-samples 2000] [--epochs 10]
+        the learning curve of the four variants (seed, --bucket, --mask-padding, both),
+        each in its own metric, then every final model scored on the same validation
+        rows in one metric: loss and accuracy over real characters only.
     python scripts/bench_scale.py full     [--steps 10]
         --num-samples all: load time, resident memory, and sec/epoch of the seed's
         batches extrapolated from --steps timed steps (a full epoch is ~2,100 steps).
@@ -110,6 +114,34 @@ def cmd_buckets(args) -> None:
          speedup_bucket_mask=round(results["seed"] / results["bucket+mask"], 2))
 
 
+def cmd_curve(args) -> None:
+    import numpy as np
+
+    from minis2s import parallel, train
+    from minis2s.bucketing import Batcher
+    from minis2s.data import load_dataset
+
+    ds = load_dataset(args.data, args.num_samples)
+    mesh = parallel.make_mesh(1)
+    split_at = train.split_train_val(len(ds), 0.2)
+    val = np.arange(split_at, len(ds))
+    variants = {"seed": {}, "bucket": {"bucket": True}, "mask": {"mask_padding": True},
+                "bucket+mask": {"bucket": True, "mask_padding": True}}
+    for name, kw in variants.items():
+        config = train.Config(num_samples=args.num_samples, batch_size=args.batch_size, latent_dim=args.latent_dim,
+                              epochs=args.epochs, **kw)
+        params, h = train.fit(config, ds, log=None, mesh=mesh)
+        # Real characters only, each model fed the encoder padding it was trained with (its
+        # bucket width, or the seed's full width); the decoder cut does not change this metric.
+        b = Batcher(ds, config.batch_size, bucket=config.bucket, mask_padding=True)
+        real = train.evaluate(params, ds, val, config.batch_size, batch_fn=b)
+        emit(bench="curve", variant=name, num_samples=len(ds), epochs=args.epochs, latent_dim=args.latent_dim,
+             loss=[round(x, 4) for x in h["loss"]], accuracy=[round(x, 4) for x in h["accuracy"]],
+             val_loss=[round(x, 4) for x in h["val_loss"]], val_accuracy=[round(x, 4) for x in h["val_accuracy"]],
+             sec=[round(x, 2) for x in h["seconds"]],
+             final_val_real_chars={k: round(v, 4) for k, v in real.items()})
+
+
 def cmd_full(args) -> None:
     import numpy as np
 
@@ -148,14 +180,15 @@ def cmd_full(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["devices", "buckets", "full"])
+    p.add_argument("what", choices=["devices", "buckets", "curve", "full"])
     p.add_argument("--data", default=str(SHARED))
     p.add_argument("--num-samples", type=int, default=10000)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--latent-dim", type=int, default=256)
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=10)
     args = p.parse_args()
-    {"devices": cmd_devices, "buckets": cmd_buckets, "full": cmd_full}[args.what](args)
+    {"devices": cmd_devices, "buckets": cmd_buckets, "curve": cmd_curve, "full": cmd_full}[args.what](args)
 
 
 if __name__ == "__main__":
