@@ -19,8 +19,8 @@ Each sentence gets a cell ``(E, D)``: its English length rounded up to the next 
 width, its target length rounded up to the next decoder width. Widths come from a ladder
 ``step, 2 step, ..., 8 step`` then steps doubling (``8 step + 2 step, ...``), capped at the
 longest sequence, so padding wastes at most ~25% of a sequence and there are few widths
-(17 x 18 on the full corpus with step 8, of which 98 cells are used: a bounded number of
-compiled shapes). Every batch is drawn from one cell and cut to ``(B, E)`` and
+(17 x 18 on the full corpus with step 8; 96 of those cells hold sentences: a bounded
+number of compiled shapes). Every batch is drawn from one cell and cut to ``(B, E)`` and
 ``(B, D)``; only padding is cut, because every row of the cell is at most that long.
 
 Every row therefore sees the same encoder input whichever batch it lands in: its

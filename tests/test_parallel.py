@@ -243,7 +243,7 @@ def test_cli_bucket_and_mask_padding_train_and_are_recorded(demo_path, tmp_path)
                 "--bucket", "--mask-padding", "--devices", "1", "--show", "1", "--out", str(out),
                 env={"JAX_PLATFORMS": "cpu"})
     assert r.returncode == 0, r.stderr
-    assert "Devices: 1 cpu" in r.stdout and "Epoch 2/2" in r.stdout
+    assert "Devices: 1 cpu" in r.stdout and "Epoch 2/2" in r.stdout and "Decoded sentence:" in r.stdout
     _, meta = checkpoint.load(out)
     cfg = meta["config"]
     assert cfg["bucket"] is True and cfg["mask_padding"] is True
