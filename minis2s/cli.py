@@ -48,7 +48,9 @@ def _positive_float(s: str) -> float:
 # --------------------------------------------------------------------------- train
 
 # Flags that define the model, the data split or the shuffles: fixed once a run exists.
-_FIXED_ON_RESUME = ("num_samples", "batch_size", "latent_dim", "validation_split", "seed", "grad")
+_FIXED_ON_RESUME = (
+    "num_samples", "batch_size", "latent_dim", "validation_split", "seed", "grad", "bucket", "mask_padding",
+)
 
 
 def add_train(sub) -> None:
@@ -80,6 +82,19 @@ def add_train(sub) -> None:
     p.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
                    help="write a checkpoint every N epochs (default 1); the best and the last epoch are always written")
     p.add_argument("--show", type=int, default=5, help="decode this many training sentences at the end")
+    # [issue 8] scaling: devices, several hosts, buckets, masked loss (docs/scaling.md)
+    s = p.add_argument_group("scaling (docs/scaling.md)")
+    s.add_argument("--devices", type=_positive_int, default=None,
+                   help="devices per process to split each batch over (default: all local devices)")
+    s.add_argument("--distributed", action="store_true",
+                   help="one process of a multi-host run: call jax.distributed.initialize first")
+    s.add_argument("--coordinator", default=None, help="with --distributed: HOST:PORT of process 0 (else auto-detected)")
+    s.add_argument("--num-processes", type=_positive_int, default=None, help="with --distributed (else auto-detected)")
+    s.add_argument("--process-id", type=int, default=None, help="with --distributed (else auto-detected)")
+    s.add_argument("--bucket", action="store_true", default=None,
+                   help="batch sentences of similar length, cut to their length bucket (not the seed's numbers)")
+    s.add_argument("--mask-padding", action="store_true", default=None,
+                   help="loss and accuracy over real target characters only (not the seed's numbers)")
     p.set_defaults(func=run_train)
 
 
@@ -111,9 +126,16 @@ def run_train(args) -> int:
     import dataclasses
 
     from . import data as data_mod
+    from . import parallel  # [issue 8]
+    from .bucketing import encoder_pad_width  # [issue 8]
     from .decode import greedy_reference
     from .train import Config, fit, load_state, split_train_val
 
+    if args.distributed:  # [issue 8] before anything touches a device
+        parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    elif args.coordinator or args.num_processes or args.process_id is not None:
+        raise UsageError("--coordinator, --num-processes and --process-id need --distributed")
+    mesh = parallel.make_mesh(args.devices)  # [issue 8]
     options = {"patience": args.patience, "checkpoint_every": args.checkpoint_every or 1}
     if args.resume:
         if args.out is not None:
@@ -193,15 +215,24 @@ def run_train(args) -> int:
             )
     _describe(ds)
     extra = {"data": {"path": str(Path(path).resolve())}, "options": options}
+    print(parallel.describe(mesh, config.batch_size), flush=True)  # [issue 8]
+    writer = parallel.is_main_process()  # [issue 8] one writer in a multi-host run
     params, history = fit(
-        config, ds, log=lambda line: print(line, flush=True), out=out, state=state,
+        config, ds, log=lambda line: print(line, flush=True), out=out if writer else None, state=state,
         patience=options["patience"], checkpoint_every=options["checkpoint_every"], checkpoint_extra=extra,
+        mesh=mesh,
     )
+    params = parallel.to_host(params)  # [issue 8] replicated arrays -> this process's copy
+    if not writer:
+        return 0
     found = [p.name for _, p in checkpoint.list_checkpoints(out)]
     best = checkpoint.best_checkpoint(out).name if found else None
     print(f"Saved checkpoints to {out}/ ({', '.join(found)}; best by val_loss: {best}) and {out}/history.json")
     for i in range(min(args.show, len(ds))):
-        decoded = greedy_reference(params, ds.encoder_tokens[i], ds.target_vocab, ds.max_decoder_seq_length)
+        enc = ds.encoder_tokens[i]
+        if config.bucket:  # [issue 8] pad as training did: to the sentence's bucket width
+            enc = enc[: encoder_pad_width(len(ds.input_texts[i]), ds.max_encoder_seq_length)]
+        decoded = greedy_reference(params, enc, ds.target_vocab, ds.max_decoder_seq_length)
         print("-")
         print("Input sentence:", ds.input_texts[i])
         print("Decoded sentence:", decoded.rstrip("\n"))

@@ -29,6 +29,8 @@ import numpy as np
 import optax
 
 from . import losses
+from . import parallel  # [issue 8]
+from .bucketing import Batcher  # [issue 8]
 from .data import Dataset
 from .model import LAYERS, ModelConfig, Params, apply, init_params, make_apply
 
@@ -52,6 +54,8 @@ class Config:
     # scripts/bench.py and docs/performance.md) or "autodiff" (JAX differentiates the scan;
     # the reference). Both give the same numbers within float tolerance.
     grad: str = "bptt"
+    bucket: bool = False  # [issue 8] length buckets (minis2s/bucketing.py); departs from the seed
+    mask_padding: bool = False  # [issue 8] loss over real target characters only; departs from the seed
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting that cannot work."""
@@ -107,6 +111,11 @@ def loss_fn(params: Params, batch: Batch, apply_fn: Callable = apply) -> tuple[j
         "correct_sum": jnp.sum(w * jnp.mean(correct, axis=1)),
         "count": count,
     }
+    if "mask" in batch:  # [issue 8] --mask-padding: means over real target characters (bucketing.py)
+        m = w[:, None] * batch["mask"]  # (B, T)
+        count = jnp.sum(m)
+        loss_sum = jnp.sum(m * ce)
+        metrics = {"loss_sum": loss_sum, "correct_sum": jnp.sum(m * correct), "count": count}
     return loss_sum / count, metrics
 
 
@@ -243,11 +252,16 @@ def _summarise(totals: dict, prefix: str = "") -> dict[str, float]:
     }
 
 
-def evaluate(params: Params, data: Dataset, indices: np.ndarray, batch_size: int, eval_step=None) -> dict[str, float]:
-    """Mean loss and accuracy over ``indices`` (exact: sums over samples, then one division)."""
+def evaluate(
+    params: Params, data: Dataset, indices: np.ndarray, batch_size: int, eval_step=None, batch_fn=None
+) -> dict[str, float]:
+    """Mean loss and accuracy over ``indices`` (exact: sums over samples, then one division).
+
+    ``batch_fn(indices)``, when given, makes the batches instead of :func:`batches`.
+    """
     eval_step = eval_step or make_eval_step()
     totals = None
-    for batch in batches(data, indices, batch_size):
+    for batch in (batch_fn or (lambda idx: batches(data, idx, batch_size)))(indices):  # [issue 8] batch_fn
         totals = _accumulate(totals, eval_step(params, batch))
     return _summarise(totals)
 
@@ -385,7 +399,12 @@ def _compiled_steps(config: Config):
     """One optimizer and one pair of jitted steps per optimizer setting, shared by every
     :func:`fit` call in the process, so a resumed or repeated fit reuses the compilation."""
     optimizer = make_optimizer(config)
-    return optimizer, make_train_epoch(optimizer, grad=config.grad), make_eval_step(make_apply(config.grad))
+    return (
+        optimizer,
+        make_train_step(optimizer, grad=config.grad),
+        make_train_epoch(optimizer, grad=config.grad),
+        make_eval_step(make_apply(config.grad)),
+    )
 
 
 def fit(
@@ -399,8 +418,12 @@ def fit(
     patience: int | None = None,
     checkpoint_every: int = 1,
     checkpoint_extra: dict | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> tuple[Params, dict[str, list[float]]]:
     """Train as the seed's ``model.fit`` does; return final parameters and the history.
+
+    ``mesh``: the devices to train on (:func:`minis2s.parallel.make_mesh`; default one device).
+    Batches are split over them, parameters replicated; the results do not depend on it.
 
     ``history`` maps ``loss, accuracy, val_loss, val_accuracy, seconds`` to per-epoch lists.
 
@@ -430,13 +453,25 @@ def fit(
             f"validation_split={config.validation_split} of {n} samples leaves "
             f"{split_at} for training and {n - split_at} for validation; both must be non-empty"
         )
-    optimizer, train_epoch, eval_step = _compiled_steps(dataclasses.replace(config, epochs=1, num_samples=None))
+    optimizer, train_step, train_epoch, eval_step = _compiled_steps(
+        dataclasses.replace(config, epochs=1, num_samples=None)
+    )
     if state is None:
         state = initial_state(config, data, optimizer, params)
     params, opt_state = state.params, state.opt_state
     on_device = device_data(data)
     val_idx = np.arange(split_at, n)
-    steps = -(-split_at // config.batch_size)
+    # [issue 8] devices, buckets, mask (minis2s/parallel.py, minis2s/bucketing.py); same jitted step.
+    mesh = mesh if mesh is not None else parallel.make_mesh(1)
+    rows = parallel.padded_batch_size(config.batch_size, mesh)
+    batcher = Batcher(data, config.batch_size, rows, bucket=config.bucket, mask_padding=config.mask_padding)
+    params, opt_state = parallel.replicate((params, opt_state), mesh)
+    sharded_batches = lambda idx: (parallel.shard_batch(b, mesh) for b in batcher(idx))  # noqa: E731
+    # The seed's fixed-shape batches on one device run as one jitted call per epoch (data on
+    # the device); length buckets (shapes vary) and several devices go batch by batch
+    # through the same update step.
+    whole_epoch = not (config.bucket or config.mask_padding) and mesh.size == 1
+    on_device = device_data(data) if whole_epoch else None
     last_saved: str | None = None
     if out is not None:
         from . import checkpoint
@@ -454,16 +489,25 @@ def fit(
     for epoch in range(state.epoch, config.epochs):
         t0 = time.perf_counter()
         perm = np.asarray(jax.random.permutation(jax.random.fold_in(state.shuffle_key, epoch), split_at))
-        index, weight = batch_plan(perm, config.batch_size)
-        # step_losses (S,): each step's loss sum, checked once per epoch (no sync per step)
-        params, opt_state, totals, step_losses = train_epoch(params, opt_state, on_device, index, weight)
+        if whole_epoch:
+            index, weight = batch_plan(perm, config.batch_size)
+            # step_losses (S,): each step's loss sum, checked once per epoch (no sync per step)
+            params, opt_state, totals, step_losses = train_epoch(params, opt_state, on_device, index, weight)
+        else:
+            totals, step_losses = None, []
+            for batch in sharded_batches(perm):
+                params, opt_state, metrics = train_step(params, opt_state, batch)
+                totals = _accumulate(totals, metrics)
+                step_losses.append(metrics["loss_sum"])
         logs = _summarise(totals)
+        steps = len(step_losses)
         if not math.isfinite(logs["loss"]):
             bad = np.asarray(jax.device_get(step_losses))
             step = int(np.argmax(~np.isfinite(bad)))
             last_saved = keep_last_good(state, last_saved)
             raise NonFiniteLoss(_non_finite_message("loss", float(bad[step]), epoch + 1, step + 1, steps, last_saved))
-        logs.update({"val_" + k: v for k, v in evaluate(params, data, val_idx, config.batch_size, eval_step).items()})
+        val = evaluate(params, data, val_idx, config.batch_size, eval_step, sharded_batches)
+        logs.update({"val_" + k: v for k, v in val.items()})
         if not math.isfinite(logs["val_loss"]):  # the epoch's last update broke the parameters
             last_saved = keep_last_good(state, last_saved)
             raise NonFiniteLoss(_non_finite_message("val_loss", logs["val_loss"], epoch + 1, steps, steps, last_saved))

@@ -1,0 +1,175 @@
+"""Batches for training: the seed's fixed-shape batches, or length buckets; optional loss mask.
+
+Both options are **departures from the seed's numbers** and are off by default.
+
+Masked loss (``--mask-padding``)
+--------------------------------
+The seed pads every target with spaces to the longest target and averages the loss and
+the accuracy over all ``T_dec`` positions, padding included (most of them, on the full
+corpus). With the mask, a batch carries ``mask (B, T)``, 1 at the real target positions
+and 0 after them. A target text ``"\\tVa !\\n"`` of ``L = 6`` characters has ``L - 1 = 5``
+real target positions (``"Va !\\n"``: the French characters and the end token). The loss
+and accuracy become means over real characters of all real rows::
+
+    loss = sum_{b,t} w_b m_bt ce_bt / sum_{b,t} w_b m_bt
+
+Bucketing (``--bucket``)
+------------------------
+Each sentence gets a cell ``(E, D)``: its English length rounded up to the next encoder
+width, its target length rounded up to the next decoder width. Widths come from a ladder
+``step, 2 step, ..., 8 step`` then steps doubling (``8 step + 2 step, ...``), capped at the
+longest sequence, so padding wastes at most ~25% of a sequence and there are few widths
+(17 x 18 on the full corpus with step 8; 96 of those cells hold sentences: a bounded
+number of compiled shapes). Every batch is drawn from one cell and cut to ``(B, E)`` and
+``(B, D)``; only padding is cut, because every row of the cell is at most that long.
+
+Every row therefore sees the same encoder input whichever batch it lands in: its
+sentence padded with spaces to its own width ``E``. (Cutting each batch to its longest row
+instead would make the encoder's final state depend on the other rows of the batch, since
+the encoder reads the trailing spaces.) Translating with a bucketed model should pad the
+input the same way: :func:`encoder_pad_width`. On the decoder side the cut is exact: the
+decoder is causal, so positions after the target never influence earlier ones.
+
+Within an epoch, rows keep the order of the epoch's shuffle inside their cell, each cell
+is chunked into batches, and batches run in the order of their first row in the shuffle,
+so no extra randomness is needed. Without ``--mask-padding`` the per-sample loss is the
+mean over the batch's ``D`` positions, so the padding that remains still counts.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from .data import Dataset
+
+Batch = dict[str, np.ndarray]
+
+
+def width_ladder(max_len: int, step: int = 8) -> np.ndarray:
+    """Sequence widths ``step, 2 step, ..., 8 step, 10 step, ...`` up to ``max_len`` (included)."""
+    if step <= 0:
+        raise ValueError(f"bucket step must be positive, got {step}")
+    widths = []
+    w, inc = step, step
+    while w < max_len:
+        widths.append(w)
+        if w >= 8 * inc:  # past 8 increments, double the increment: padding stays <= ~25%
+            inc *= 2
+        w += inc
+    widths.append(max_len)
+    return np.array(widths)
+
+
+def round_up(lengths: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """The smallest width ``>= length`` for every length."""
+    return widths[np.searchsorted(widths, lengths)]
+
+
+def encoder_pad_width(length: int, max_encoder_seq_length: int, step: int = 8) -> int:
+    """How far a bucketed model's training padded an English sentence of ``length`` chars."""
+    return int(round_up(np.array([length]), width_ladder(max_encoder_seq_length, step))[0])
+
+
+def target_mask(target_lengths: np.ndarray, width: int) -> np.ndarray:
+    """``(B, width)`` float32: 1 where ``t < target_length - 1`` (a real target character).
+
+    ``target_lengths`` are lengths of the target texts with their start and end tokens;
+    target position ``t`` predicts character ``t + 1``, so the last real position predicts
+    the end token.
+    """
+    return (np.arange(width)[None, :] < (target_lengths[:, None] - 1)).astype(np.float32)
+
+
+class Batcher:
+    """``batcher(indices)`` yields the numpy batches of one pass over ``indices``.
+
+    Args:
+        data: the dataset (integer tokens).
+        batch_size: rows of real data per batch (the user's ``--batch-size``).
+        rows: rows per batch array, ``>= batch_size`` (padded to a multiple of the number
+            of devices); rows beyond the real ones carry weight 0. Default ``batch_size``.
+        bucket: cut batches to length buckets (see the module docstring).
+        mask_padding: add ``mask (rows, T)`` for a loss over real target characters only.
+        step: the first width (and first increment) of the bucket ladder.
+
+    Every batch holds ``encoder_tokens, decoder_tokens, target_tokens, weight`` (and
+    ``mask``). With neither option and ``rows == batch_size`` the batches are exactly
+    :func:`minis2s.train.batches`'.
+    """
+
+    def __init__(
+        self,
+        data: Dataset,
+        batch_size: int,
+        rows: int | None = None,
+        bucket: bool = False,
+        mask_padding: bool = False,
+        step: int = 8,
+    ):
+        rows = batch_size if rows is None else rows
+        if rows < batch_size:
+            raise ValueError(f"rows ({rows}) must be >= batch_size ({batch_size})")
+        self.data, self.batch_size, self.rows = data, batch_size, rows
+        self.bucket, self.mask_padding = bucket, mask_padding
+        self.target_lengths = np.fromiter(map(len, data.target_texts), np.int64, len(data))
+        t_enc, t_dec = data.max_encoder_seq_length, data.max_decoder_seq_length
+        if bucket:
+            input_lengths = np.fromiter(map(len, data.input_texts), np.int64, len(data))
+            enc_widths, dec_widths = width_ladder(t_enc, step), width_ladder(t_dec, step)
+            self.enc_width = round_up(input_lengths, enc_widths)  # (N,)
+            self.dec_width = round_up(self.target_lengths, dec_widths)  # (N,)
+            # One integer per cell, ordered by (encoder width, decoder width).
+            self.cell = self.enc_width * (t_dec + 1) + self.dec_width
+        else:
+            self.enc_width = np.full(len(data), t_enc)
+            self.dec_width = np.full(len(data), t_dec)
+            self.cell = np.zeros(len(data), np.int64)
+
+    def plan(self, indices: np.ndarray) -> list[np.ndarray]:
+        """The rows of every batch of one pass over ``indices``, in running order."""
+        indices = np.asarray(indices)
+        if not self.bucket:
+            return [indices[s : s + self.batch_size] for s in range(0, len(indices), self.batch_size)]
+        position = np.arange(len(indices))
+        cells = self.cell[indices]
+        order = np.lexsort((position, cells))  # by cell, then by place in the shuffle
+        cells_sorted = cells[order]
+        starts = np.flatnonzero(np.r_[True, cells_sorted[1:] != cells_sorted[:-1]])
+        ends = np.r_[starts[1:], len(order)]
+        chunks = [
+            order[s : min(s + self.batch_size, e)]
+            for a, e in zip(starts, ends)
+            for s in range(a, e, self.batch_size)
+        ]
+        chunks.sort(key=lambda c: c[0])  # batches run in the order of their first row
+        return [indices[c] for c in chunks]
+
+    def batch(self, idx: np.ndarray) -> Batch:
+        """The batch of rows ``idx`` (``len(idx) <= batch_size``), cut to their cell, filled up to ``rows``."""
+        n = len(idx)
+        weight = np.zeros(self.rows, np.float32)
+        weight[:n] = 1.0
+        full = np.concatenate([idx, np.full(self.rows - n, idx[0])])
+        e, d = int(self.enc_width[idx].max()), int(self.dec_width[idx].max())
+        out = {
+            "encoder_tokens": self.data.encoder_tokens[full, :e],
+            "decoder_tokens": self.data.decoder_tokens[full, :d],
+            "target_tokens": self.data.target_tokens[full, :d],
+            "weight": weight,
+        }
+        if self.mask_padding:
+            out["mask"] = target_mask(self.target_lengths[full], d)
+        return out
+
+    def __call__(self, indices: np.ndarray) -> Iterator[Batch]:
+        for idx in self.plan(indices):
+            yield self.batch(idx)
+
+    def shapes(self, indices: np.ndarray) -> set[tuple[int, int]]:
+        """The distinct ``(T_enc, T_dec)`` of the batches over ``indices`` (one compile each)."""
+        return {(int(self.enc_width[i].max()), int(self.dec_width[i].max())) for i in self.plan(indices)}
+
+
+__all__ = ["Batcher", "encoder_pad_width", "round_up", "target_mask", "width_ladder"]
