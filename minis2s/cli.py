@@ -82,7 +82,7 @@ def add_train(sub) -> None:
     p.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
                    help="write a checkpoint every N epochs (default 1); the best and the last epoch are always written")
     p.add_argument("--show", type=int, default=5, help="decode this many training sentences at the end")
-    # [issue 8] scaling: devices, several hosts, buckets, masked loss (docs/scaling.md)
+    # scaling: devices, several hosts, buckets, masked loss (docs/scaling.md)
     s = p.add_argument_group("scaling (docs/scaling.md)")
     s.add_argument("--devices", type=_positive_int, default=None,
                    help="devices per process to split each batch over (default: all local devices)")
@@ -126,16 +126,16 @@ def run_train(args) -> int:
     import dataclasses
 
     from . import data as data_mod
-    from . import parallel  # [issue 8]
-    from .bucketing import encoder_pad_width  # [issue 8]
+    from . import parallel
+    from .bucketing import encoder_pad_width
     from .decode import greedy_reference
     from .train import Config, fit, load_state, split_train_val
 
-    if args.distributed:  # [issue 8] before anything touches a device
+    if args.distributed:  # before anything touches a device
         parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     elif args.coordinator or args.num_processes or args.process_id is not None:
         raise UsageError("--coordinator, --num-processes and --process-id need --distributed")
-    mesh = parallel.make_mesh(args.devices)  # [issue 8]
+    mesh = parallel.make_mesh(args.devices)
     options = {"patience": args.patience, "checkpoint_every": args.checkpoint_every or 1}
     if args.resume:
         if args.out is not None:
@@ -215,14 +215,14 @@ def run_train(args) -> int:
             )
     _describe(ds)
     extra = {"data": {"path": str(Path(path).resolve())}, "options": options}
-    print(parallel.describe(mesh, config.batch_size), flush=True)  # [issue 8]
-    writer = parallel.is_main_process()  # [issue 8] one writer in a multi-host run
+    print(parallel.describe(mesh, config.batch_size), flush=True)
+    writer = parallel.is_main_process()  # one writer in a multi-host run
     params, history = fit(
         config, ds, log=lambda line: print(line, flush=True), out=out if writer else None, state=state,
         patience=options["patience"], checkpoint_every=options["checkpoint_every"], checkpoint_extra=extra,
         mesh=mesh,
     )
-    params = parallel.to_host(params)  # [issue 8] replicated arrays -> this process's copy
+    params = parallel.to_host(params)  # replicated arrays -> this process's copy
     if not writer:
         return 0
     found = [p.name for _, p in checkpoint.list_checkpoints(out)]
@@ -230,7 +230,7 @@ def run_train(args) -> int:
     print(f"Saved checkpoints to {out}/ ({', '.join(found)}; best by val_loss: {best}) and {out}/history.json")
     for i in range(min(args.show, len(ds))):
         enc = ds.encoder_tokens[i]
-        if config.bucket:  # [issue 8] pad as training did: to the sentence's bucket width
+        if config.bucket:  # pad as training did: to the sentence's bucket width
             enc = enc[: encoder_pad_width(len(ds.input_texts[i]), ds.max_encoder_seq_length)]
         decoded = greedy_reference(params, enc, ds.target_vocab, ds.max_decoder_seq_length)
         print("-")

@@ -29,8 +29,8 @@ import numpy as np
 import optax
 
 from . import losses
-from . import parallel  # [issue 8]
-from .bucketing import Batcher  # [issue 8]
+from . import parallel
+from .bucketing import Batcher
 from .data import Dataset
 from .model import LAYERS, ModelConfig, Params, apply, init_params, make_apply
 
@@ -54,8 +54,8 @@ class Config:
     # scripts/bench.py and docs/performance.md) or "autodiff" (JAX differentiates the scan;
     # the reference). Both give the same numbers within float tolerance.
     grad: str = "bptt"
-    bucket: bool = False  # [issue 8] length buckets (minis2s/bucketing.py); departs from the seed
-    mask_padding: bool = False  # [issue 8] loss over real target characters only; departs from the seed
+    bucket: bool = False  # length buckets (minis2s/bucketing.py); departs from the seed
+    mask_padding: bool = False  # loss over real target characters only; departs from the seed
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting that cannot work."""
@@ -111,7 +111,7 @@ def loss_fn(params: Params, batch: Batch, apply_fn: Callable = apply) -> tuple[j
         "correct_sum": jnp.sum(w * jnp.mean(correct, axis=1)),
         "count": count,
     }
-    if "mask" in batch:  # [issue 8] --mask-padding: means over real target characters (bucketing.py)
+    if "mask" in batch:  # --mask-padding: means over real target characters (bucketing.py)
         m = w[:, None] * batch["mask"]  # (B, T)
         count = jnp.sum(m)
         loss_sum = jnp.sum(m * ce)
@@ -261,7 +261,7 @@ def evaluate(
     """
     eval_step = eval_step or make_eval_step()
     totals = None
-    for batch in (batch_fn or (lambda idx: batches(data, idx, batch_size)))(indices):  # [issue 8] batch_fn
+    for batch in (batch_fn or (lambda idx: batches(data, idx, batch_size)))(indices):  # batch_fn
         totals = _accumulate(totals, eval_step(params, batch))
     return _summarise(totals)
 
@@ -459,9 +459,8 @@ def fit(
     if state is None:
         state = initial_state(config, data, optimizer, params)
     params, opt_state = state.params, state.opt_state
-    on_device = device_data(data)
     val_idx = np.arange(split_at, n)
-    # [issue 8] devices, buckets, mask (minis2s/parallel.py, minis2s/bucketing.py); same jitted step.
+    # devices, buckets, mask (minis2s/parallel.py, minis2s/bucketing.py); same jitted step.
     mesh = mesh if mesh is not None else parallel.make_mesh(1)
     rows = parallel.padded_batch_size(config.batch_size, mesh)
     batcher = Batcher(data, config.batch_size, rows, bucket=config.bucket, mask_padding=config.mask_padding)
