@@ -260,6 +260,9 @@ def add_gradcheck(sub) -> None:
     p.add_argument("--directions", type=int, default=2, help="random directions per leaf (default 2)")
     p.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (default 1e-6)")
     p.add_argument("--atol", type=float, default=1e-10, help="absolute tolerance near zero (default 1e-10)")
+    p.add_argument("--grad", choices=("bptt", "autodiff"), default="bptt",
+                   help="which LSTM gradient to check: the hand-derived BPTT that training uses "
+                   "by default, or JAX autodiff (default bptt)")
     p.set_defaults(func=run_gradcheck)
 
 
@@ -268,7 +271,7 @@ def run_gradcheck(args) -> int:
     import numpy as np
 
     from .gradcheck import check_grads
-    from .model import ModelConfig, init_params
+    from .model import ModelConfig, init_params, make_apply
     from .train import loss_fn
 
     if args.directions < 0 or not args.rtol > 0 or not args.atol >= 0:
@@ -287,10 +290,10 @@ def run_gradcheck(args) -> int:
     }
     print(
         f"gradcheck: loss of a {v_in}->{v_out}-token model, latent_dim {args.latent_dim}, "
-        f"batch {batch_size}x{t_enc}->{t_dec}, seed {args.seed}"
+        f"batch {batch_size}x{t_enc}->{t_dec}, seed {args.seed}, {args.grad} LSTM gradient"
     )
     report = check_grads(
-        lambda p: loss_fn(p, batch)[0],
+        lambda p: loss_fn(p, batch, make_apply(args.grad))[0],
         params,
         entries=args.entries,
         directions=args.directions,
@@ -585,6 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.command == "train":
             run = getattr(args, "resume", None) or getattr(args, "out", None) or "runs/seed"
+            if checkpoint.is_checkpoint(run):  # an epoch-NNNN folder: resume the run, i.e. its newest
+                run = str(Path(run).parent)
             print(f"interrupted; the last complete checkpoint is kept: continue with "
                   f"minis2s train --resume {run}", file=sys.stderr)
         else:

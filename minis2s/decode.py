@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import lstm
+from .bucketing import encoder_pad_width
 from .data import END, PAD, START, Vocab
 from .model import Params, decode_step, encode
 
@@ -506,15 +507,23 @@ def translate(
     )
     todo = [i for i, p in enumerate(prepared) if p.text]  # None (skipped) and "" need no model
     hyps: dict[int, Hypothesis] = {}
-    if todo:
-        enc_texts = [prepared[i].text for i in todo]
-        tokens = trained.input_vocab.encode(enc_texts, trained.max_encoder_seq_length)
+    enc_texts = [prepared[i].text for i in todo]
+    max_enc = trained.max_encoder_seq_length
+    # The encoder reads its padding too, so inputs are padded as training padded them: to the
+    # full encoder length, or, for a --bucket model, only to the sentence's bucket width.
+    if getattr(trained.config, "bucket", False):
+        widths = [encoder_pad_width(len(t), max_enc) for t in enc_texts]
+    else:
+        widths = [max_enc] * len(enc_texts)
+    for width in sorted(set(widths)):
+        group = [j for j, w in enumerate(widths) if w == width]
+        group_texts = [enc_texts[j] for j in group]
         decoded = decode_tokens(
-            trained.params, tokens, trained.target_vocab, trained.max_decoder_seq_length,
-            beam=beam, length_alpha=length_alpha, batch_size=batch_size,
-            input_lengths=[len(t) for t in enc_texts],
+            trained.params, trained.input_vocab.encode(group_texts, width), trained.target_vocab,
+            trained.max_decoder_seq_length, beam=beam, length_alpha=length_alpha, batch_size=batch_size,
+            input_lengths=[len(t) for t in group_texts],
         )
-        hyps = dict(zip(todo, decoded))
+        hyps.update((todo[j], h) for j, h in zip(group, decoded))
     return [
         Translation(p.source, hyps[i].text if i in hyps else "", p.problem, hyps.get(i))
         for i, p in enumerate(prepared)

@@ -354,6 +354,10 @@ def load_state(directory: str | os.PathLike, data: Dataset | None = None) -> tup
     :mod:`minis2s.checkpoint`); with ``data``, also check it is the data the run used."""
     from . import checkpoint
 
+    # A run directory resumes from its newest checkpoint (checkpoint.load alone would pick
+    # the best one, which is for translating, not for continuing).
+    if not checkpoint.is_checkpoint(directory) and checkpoint.list_checkpoints(directory):
+        directory = checkpoint.latest_checkpoint(directory)
     params, manifest = checkpoint.load(directory)
     try:
         config = Config.from_dict(manifest["config"])

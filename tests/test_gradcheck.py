@@ -258,6 +258,9 @@ def test_cli_gradcheck(capsys):
     assert cli.main(["gradcheck", "--latent-dim", "4", "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "decoder/recurrent_kernel" in out and "8 leaves, 0 failed" in out
+    assert "bptt LSTM gradient" in out  # the gradient training uses by default
+    assert cli.main(["gradcheck", "--latent-dim", "4", "--grad", "autodiff", "--entries", "4"]) == 0
+    assert "autodiff LSTM gradient" in capsys.readouterr().out
     # A tolerance no finite difference can meet: non-zero exit, failing leaves named.
     assert cli.main(["gradcheck", "--latent-dim", "4", "--entries", "3", "--rtol", "1e-30", "--atol", "0"]) == 1
     captured = capsys.readouterr()

@@ -249,3 +249,6 @@ def test_a_fault_after_an_unsaved_epoch_saves_that_epoch_first(ds, tmp_path, mon
     assert [e for e, _ in checkpoint.list_checkpoints(out)] == [1, 2]  # 1 is the best by val_loss
     _, state, _ = train.load_state(checkpoint.epoch_dir(out, 2), ds)
     assert state.epoch == 2 and state.best_epoch == 1 and state.wait == 1
+    # The run directory itself resumes from its newest checkpoint, not from the best one.
+    _, state, _ = train.load_state(out, ds)
+    assert state.epoch == 2
