@@ -21,6 +21,7 @@ the index of its 1), and :func:`one_hot` rebuilds the seed's float arrays when n
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -145,7 +146,7 @@ class Vocab:
             chars.update(t)
         return cls(tuple(sorted(chars)))
 
-    @property
+    @functools.cached_property
     def index(self) -> dict[str, int]:
         return {c: i for i, c in enumerate(self.chars)}
 

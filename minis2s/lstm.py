@@ -95,7 +95,7 @@ def cell(params: Params, zx_t: jax.Array, state: tuple[jax.Array, jax.Array]) ->
 
 # --------------------------------------------------------------------------- fast gates
 #
-# ``cell`` above is the reference: the equations as written. The fast paths compute the same
+# ``cell`` above is the reference: the equations as written. The fast path (minis2s/bptt.py) computes the same
 # four activations with ONE ``tanh`` over the whole ``(B, 4H)`` block, using
 #
 #     sigmoid(x) = 0.5 * tanh(x / 2) + 0.5
@@ -125,20 +125,6 @@ def fast_gates(z: jax.Array, scale: jax.Array, offset: jax.Array) -> tuple[jax.A
     """
     t = jnp.tanh(z * scale)  # (B, 4H), the one transcendental op of the step
     return t, t * scale + offset
-
-
-def fast_cell(
-    params: Params, zx_t: jax.Array, state: tuple[jax.Array, jax.Array]
-) -> tuple[jax.Array, jax.Array]:
-    """:func:`cell` with the one-``tanh`` gate block (same maths, a few ulps apart)."""
-    h_prev, c_prev = state
-    units = h_prev.shape[-1]
-    scale, offset = gate_constants(units, zx_t.dtype)
-    _, a = fast_gates(zx_t + h_prev @ params["recurrent_kernel"], scale, offset)
-    i, f, g, o = jnp.split(a, 4, axis=-1)
-    c = f * c_prev + i * g
-    h = o * jnp.tanh(c)
-    return h, c
 
 
 def input_projection(params: Params, inputs: jax.Array) -> jax.Array:

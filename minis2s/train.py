@@ -104,19 +104,16 @@ def loss_fn(params: Params, batch: Batch, apply_fn: Callable = apply) -> tuple[j
     ce = losses.per_position_crossentropy(probs, batch["target_tokens"])  # (B, T)
     correct = losses.per_position_correct(probs, batch["target_tokens"])  # (B, T)
     w = batch["weight"]  # (B,)
-    count = jnp.sum(w)
-    loss_sum = jnp.sum(w * jnp.mean(ce, axis=1))
-    metrics = {
-        "loss_sum": loss_sum,
-        "correct_sum": jnp.sum(w * jnp.mean(correct, axis=1)),
-        "count": count,
-    }
     if "mask" in batch:  # --mask-padding: means over real target characters (bucketing.py)
         m = w[:, None] * batch["mask"]  # (B, T)
-        count = jnp.sum(m)
-        loss_sum = jnp.sum(m * ce)
-        metrics = {"loss_sum": loss_sum, "correct_sum": jnp.sum(m * correct), "count": count}
-    return loss_sum / count, metrics
+        metrics = {"loss_sum": jnp.sum(m * ce), "correct_sum": jnp.sum(m * correct), "count": jnp.sum(m)}
+    else:  # the seed: every position counts, each sample weighs the same
+        metrics = {
+            "loss_sum": jnp.sum(w * jnp.mean(ce, axis=1)),
+            "correct_sum": jnp.sum(w * jnp.mean(correct, axis=1)),
+            "count": jnp.sum(w),
+        }
+    return metrics["loss_sum"] / metrics["count"], metrics
 
 
 def _step(optimizer: optax.GradientTransformation, apply_fn: Callable):
@@ -136,7 +133,7 @@ def _resolve_apply(apply_fn: Callable | None, grad: str) -> Callable:
 
 
 def make_train_step(
-    optimizer: optax.GradientTransformation, apply_fn: Callable | None = None, grad: str = "autodiff"
+    optimizer: optax.GradientTransformation, apply_fn: Callable | None = None, grad: str = "bptt"
 ):
     """``train_step(params, opt_state, batch) -> (params, opt_state, metrics)``, jitted.
 
@@ -147,7 +144,7 @@ def make_train_step(
 
 
 def make_train_epoch(
-    optimizer: optax.GradientTransformation, apply_fn: Callable | None = None, grad: str = "autodiff"
+    optimizer: optax.GradientTransformation, apply_fn: Callable | None = None, grad: str = "bptt"
 ):
     """Many training steps in one call, as Keras' ``steps_per_execution`` does.
 
@@ -400,8 +397,8 @@ def _non_finite_message(what: str, value: float, epoch: int, step: int, steps: i
 
 @functools.lru_cache(maxsize=8)
 def _compiled_steps(config: Config):
-    """One optimizer and one pair of jitted steps per optimizer setting, shared by every
-    :func:`fit` call in the process, so a resumed or repeated fit reuses the compilation."""
+    """``(optimizer, train_step, train_epoch, eval_step)`` for a config, cached and shared by
+    every :func:`fit` call in the process, so a resumed or repeated fit reuses the compilation."""
     optimizer = make_optimizer(config)
     return (
         optimizer,
@@ -475,6 +472,7 @@ def fit(
     # through the same update step.
     whole_epoch = not (config.bucket or config.mask_padding) and mesh.size == 1
     on_device = device_data(data) if whole_epoch else None
+    val_batches = list(sharded_batches(val_idx))  # the same every epoch: built and placed once
     last_saved: str | None = None
     if out is not None:
         from . import checkpoint
@@ -509,7 +507,7 @@ def fit(
             step = int(np.argmax(~np.isfinite(bad)))
             last_saved = keep_last_good(state, last_saved)
             raise NonFiniteLoss(_non_finite_message("loss", float(bad[step]), epoch + 1, step + 1, steps, last_saved))
-        val = evaluate(params, data, val_idx, config.batch_size, eval_step, sharded_batches)
+        val = evaluate(params, data, val_idx, config.batch_size, eval_step, lambda _: val_batches)
         logs.update({"val_" + k: v for k, v in val.items()})
         if not math.isfinite(logs["val_loss"]):  # the epoch's last update broke the parameters
             last_saved = keep_last_good(state, last_saved)
