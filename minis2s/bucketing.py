@@ -82,6 +82,16 @@ def target_mask(target_lengths: np.ndarray, width: int) -> np.ndarray:
     return (np.arange(width)[None, :] < (target_lengths[:, None] - 1)).astype(np.float32)
 
 
+def fill_rows(idx: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(full_idx, weight)``, each ``(rows,)``: ``idx`` filled up with copies of its first
+    row at weight 0 (the rule for the last, smaller batch and for device padding), so every
+    batch has one shape and the filler rows change no sum."""
+    n = len(idx)
+    weight = np.zeros(rows, np.float32)
+    weight[:n] = 1.0
+    return np.concatenate([idx, np.full(rows - n, idx[0], dtype=np.asarray(idx).dtype)]), weight
+
+
 class Batcher:
     """``batcher(indices)`` yields the numpy batches of one pass over ``indices``.
 
@@ -148,10 +158,7 @@ class Batcher:
 
     def batch(self, idx: np.ndarray) -> Batch:
         """The batch of rows ``idx`` (``len(idx) <= batch_size``), cut to their cell, filled up to ``rows``."""
-        n = len(idx)
-        weight = np.zeros(self.rows, np.float32)
-        weight[:n] = 1.0
-        full = np.concatenate([idx, np.full(self.rows - n, idx[0])])
+        full, weight = fill_rows(idx, self.rows)
         e, d = int(self.enc_width[idx].max()), int(self.dec_width[idx].max())
         out = {
             "encoder_tokens": self.data.encoder_tokens[full, :e],
@@ -172,4 +179,4 @@ class Batcher:
         return {(int(self.enc_width[i].max()), int(self.dec_width[i].max())) for i in self.plan(indices)}
 
 
-__all__ = ["Batcher", "encoder_pad_width", "round_up", "target_mask", "width_ladder"]
+__all__ = ["Batcher", "encoder_pad_width", "fill_rows", "round_up", "target_mask", "width_ladder"]

@@ -30,7 +30,7 @@ import optax
 
 from . import losses
 from . import parallel
-from .bucketing import Batcher
+from .bucketing import Batcher, fill_rows
 from .data import Dataset
 from .model import LAYERS, ModelConfig, Params, apply, init_params, make_apply
 
@@ -189,15 +189,9 @@ def batch_plan(indices: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.nda
 
     Same padding rule: the last batch is filled with copies of its first row at weight 0.
     """
-    n_batches = -(-len(indices) // batch_size)
-    index = np.empty((n_batches, batch_size), np.int32)
-    weight = np.zeros((n_batches, batch_size), np.float32)
-    for b in range(n_batches):
-        idx = indices[b * batch_size : (b + 1) * batch_size]
-        index[b, : len(idx)] = idx
-        index[b, len(idx) :] = idx[0]
-        weight[b, : len(idx)] = 1.0
-    return index, weight
+    filled = [fill_rows(indices[s : s + batch_size], batch_size) for s in range(0, len(indices), batch_size)]
+    index, weight = zip(*filled)
+    return np.stack(index).astype(np.int32), np.stack(weight)
 
 
 def device_data(data: Dataset) -> dict[str, jax.Array]:
@@ -224,11 +218,7 @@ def batches(data: Dataset, indices: np.ndarray, batch_size: int) -> Iterator[Bat
     has one shape (one compilation) and padding rows change no sum.
     """
     for start in range(0, len(indices), batch_size):
-        idx = indices[start : start + batch_size]
-        weight = np.ones(batch_size, np.float32)
-        if len(idx) < batch_size:
-            weight[len(idx) :] = 0.0
-            idx = np.concatenate([idx, np.full(batch_size - len(idx), idx[0])])
+        idx, weight = fill_rows(indices[start : start + batch_size], batch_size)
         yield {
             "encoder_tokens": data.encoder_tokens[idx],
             "decoder_tokens": data.decoder_tokens[idx],
