@@ -98,6 +98,11 @@ def _key_name(entry) -> str:
     return str(entry)
 
 
+def path_name(path) -> str:
+    """A pytree leaf path as a name: ``(DictKey("decoder"), DictKey("kernel"))`` -> ``"decoder/kernel"``."""
+    return "/".join(_key_name(e) for e in path)
+
+
 def tree_to_named(tree) -> dict[str, np.ndarray]:
     """Any pytree (e.g. an optax state) -> ``{"0/nu/encoder/kernel": array, ...}``.
 
@@ -107,7 +112,7 @@ def tree_to_named(tree) -> dict[str, np.ndarray]:
     leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
     out: dict[str, np.ndarray] = {}
     for path, leaf in leaves:
-        out["/".join(_key_name(e) for e in path) or "leaf"] = np.asarray(jax.device_get(leaf))
+        out[path_name(path) or "leaf"] = np.asarray(jax.device_get(leaf))
     return out
 
 
@@ -118,7 +123,7 @@ def named_to_tree(named: dict[str, np.ndarray], template, what: str = "state"):
     shape and dtype; anything else raises :class:`CheckpointError`.
     """
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
-    names = ["/".join(_key_name(e) for e in path) or "leaf" for path, _ in leaves]
+    names = [path_name(path) or "leaf" for path, _ in leaves]
     missing = [n for n in names if n not in named]
     extra = sorted(set(named) - set(names))
     if missing or extra:
@@ -324,12 +329,11 @@ def read_arrays(directory: str | os.PathLike, fname: str, manifest: dict[str, An
 
 def expected_param_shapes(meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """Parameter shapes the manifest's config and vocabularies call for."""
-    from .model import ModelConfig, init_params
+    from .model import ModelConfig, param_shapes
 
-    cfg = ModelConfig(len(meta["input_chars"]), len(meta["target_chars"]), int(meta["config"]["latent_dim"]))
-    shapes = jax.eval_shape(lambda k: init_params(k, cfg), jax.ShapeDtypeStruct((2,), np.uint32))
-    named, _ = jax.tree_util.tree_flatten_with_path(shapes)
-    return {"/".join(_key_name(e) for e in path): tuple(leaf.shape) for path, leaf in named}
+    return param_shapes(
+        ModelConfig(len(meta["input_chars"]), len(meta["target_chars"]), int(meta["config"]["latent_dim"]))
+    )
 
 
 def _check_param_shapes(directory: Path, flat: dict[str, np.ndarray], meta: dict[str, Any]) -> None:

@@ -40,6 +40,8 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 import numpy as np
 
+from .model import ModelConfig, param_shapes
+
 __all__ = [
     "ConversionError", "LAYERS", "find_keras_layers", "from_keras", "from_keras_model",
     "from_weights_file", "keras_seed_model", "to_keras",
@@ -97,16 +99,10 @@ def _finish(raw: dict[str, dict[str, np.ndarray]], source: str) -> dict[str, dic
             raise ConversionError(f"{source}: the {role} layer has no {', '.join(missing)} weights")
     h = enc["recurrent_kernel"].shape[0]
     v_out = dense["kernel"].shape[-1]
-    shapes = {
-        "encoder/recurrent_kernel": (h, 4 * h),
-        "encoder/bias": (4 * h,),
-        "decoder/kernel": (v_out, 4 * h),
-        "decoder/recurrent_kernel": (h, 4 * h),
-        "decoder/bias": (4 * h,),
-        "dense/kernel": (h, v_out),
-        "dense/bias": (v_out,),
-    }
-    for path, shape in shapes.items():
+    if enc["kernel"].ndim != 2 or enc["kernel"].shape[1] != 4 * h:
+        raise ConversionError(f"{source}: encoder/kernel has shape {enc['kernel'].shape}, expected (V_in, {4 * h})")
+    # V_in is whatever the encoder kernel says; every other shape must fit the seed model.
+    for path, shape in param_shapes(ModelConfig(enc["kernel"].shape[0], v_out, h)).items():
         role, name = path.split("/")
         got = tuple(raw[role][name].shape)
         if got != shape:
@@ -115,8 +111,6 @@ def _finish(raw: dict[str, dict[str, np.ndarray]], source: str) -> dict[str, dic
                 f"(latent_dim {h}, {v_out} output tokens); is this the seed's LSTM encoder-decoder? "
                 "If the layers were matched wrongly, pass layer_names={'encoder': ..., 'decoder': ..., 'dense': ...}"
             )
-    if enc["kernel"].ndim != 2 or enc["kernel"].shape[1] != 4 * h:
-        raise ConversionError(f"{source}: encoder/kernel has shape {enc['kernel'].shape}, expected (V_in, {4 * h})")
     return {role: {n: jnp.asarray(np.asarray(a, np.float32)) for n, a in raw[role].items()} for role in LAYERS}
 
 

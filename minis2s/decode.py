@@ -359,22 +359,14 @@ def check_trained(trained, where: str = "checkpoint") -> None:
     say here which array is wrong. Raises :class:`minis2s.checkpoint.CheckpointError`.
     """
     from .checkpoint import CheckpointError
+    from .model import ModelConfig, param_shapes
 
     p = trained.params
     v_in, v_out = len(trained.input_vocab), len(trained.target_vocab)
     try:
         h = p["decoder"]["recurrent_kernel"].shape[0]
-        expected = {
-            ("encoder", "kernel"): (v_in, 4 * h),
-            ("encoder", "recurrent_kernel"): (h, 4 * h),
-            ("encoder", "bias"): (4 * h,),
-            ("decoder", "kernel"): (v_out, 4 * h),
-            ("decoder", "recurrent_kernel"): (h, 4 * h),
-            ("decoder", "bias"): (4 * h,),
-            ("dense", "kernel"): (h, v_out),
-            ("dense", "bias"): (v_out,),
-        }
-        for (layer, name), shape in expected.items():
+        for path, shape in param_shapes(ModelConfig(v_in, v_out, h)).items():
+            layer, name = path.split("/")
             got = tuple(p[layer][name].shape)
             if got != shape:
                 raise CheckpointError(

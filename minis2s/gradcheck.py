@@ -56,11 +56,13 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .checkpoint import path_name
 
 __all__ = ["GradcheckError", "GradcheckReport", "LeafCheck", "assert_grads", "check_grads", "leaf_paths"]
 
@@ -177,20 +179,9 @@ class GradcheckReport:
 # --------------------------------------------------------------------------- helpers
 
 
-def _key_name(key: Any) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(key, attr):
-            return str(getattr(key, attr))
-    return str(key)
-
-
-def _path_str(path: Sequence[Any]) -> str:
-    return "/".join(_key_name(k) for k in path)
-
-
 def leaf_paths(tree: Any) -> list[str]:
     """The names :func:`check_grads` gives the leaves of ``tree``, in its order."""
-    return [_path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+    return [path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
 
 @contextlib.contextmanager
@@ -317,7 +308,7 @@ def check_grads(
 
     with _float64():
         flat, treedef = jax.tree_util.tree_flatten_with_path(params)
-        paths = [_path_str(p) for p, _ in flat]
+        paths = [path_name(p) for p, _ in flat]
         leaves = [jnp.asarray(x) for _, x in flat]
         inexact = [i for i, x in enumerate(leaves) if jnp.issubdtype(x.dtype, jnp.inexact)]
         if isinstance(entries, Mapping):

@@ -60,6 +60,13 @@ def init_params(key: jax.Array, config: ModelConfig, dtype=jnp.float32) -> Param
     }
 
 
+def param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """``{"encoder/kernel": (V_in, 4H), ...}``: the shape of every leaf :func:`init_params`
+    makes for ``config`` (traced with ``jax.eval_shape``, nothing is computed)."""
+    shapes = jax.eval_shape(lambda key: init_params(key, config), jax.ShapeDtypeStruct((2,), jnp.uint32))
+    return {f"{layer}/{name}": tuple(a.shape) for layer, leaves in shapes.items() for name, a in leaves.items()}
+
+
 def dense_softmax(params: dict[str, jax.Array], hs: jax.Array) -> jax.Array:
     """``softmax(hs W + b)`` over the last axis: ``(..., H) -> (..., V_out)``."""
     return jax.nn.softmax(hs @ params["kernel"] + params["bias"], axis=-1)

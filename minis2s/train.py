@@ -531,9 +531,3 @@ def fit(
             break
     return params, state.history
 
-
-def write_history(path: str | os.PathLike, history: dict) -> None:
-    """Write ``history`` as JSON atomically (temporary file, fsync, rename)."""
-    from .checkpoint import write_history as atomic
-
-    atomic(path, history)

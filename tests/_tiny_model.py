@@ -26,5 +26,5 @@ def save_tiny_checkpoint(directory: Path) -> Path:
     """Write the tiny model as ``minis2s train`` would: a checkpoint and its history."""
     params, ds, config, history = tiny_model()
     checkpoint.save_trained(directory, params, config, ds)
-    train.write_history(Path(directory) / "history.json", history)
+    checkpoint.write_history(Path(directory) / checkpoint.HISTORY_FILE, history)
     return Path(directory)
