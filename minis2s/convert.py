@@ -16,6 +16,13 @@ must fit together (decoder units = encoder units = Dense inputs; decoder inputs 
 outputs). Pass ``layer_names={"encoder": ..., "decoder": ..., "dense": ...}`` to choose
 by Keras layer name instead.
 
+The Luong attention model (:func:`keras_luong_model`; ``minis2s train --model luong``)
+converts the same way: its two LSTMs are ``encoder`` and ``decoder``, the ``tanh`` Dense
+over ``[context ; decoder output]`` (kernel ``(2H, H)``) is ``combine``, the softmax Dense
+is ``dense``; the ``Attention`` layer has no weights. Which model a Keras model or file
+holds is read from its layers (one Dense: the seed; two Denses and an ``Attention``
+layer, or in a weights file two Denses: Luong).
+
 Files:
 
 - ``.keras`` (Keras 3 ``model.save``): loaded with ``keras.saving.load_model``.
@@ -44,16 +51,18 @@ from .model import ModelConfig, param_shapes
 
 __all__ = [
     "ConversionError", "LAYERS", "find_keras_layers", "from_keras", "from_keras_model",
-    "from_weights_file", "keras_seed_model", "to_keras",
+    "from_weights_file", "keras_luong_model", "keras_seed_model", "LUONG_LAYERS", "to_keras",
 ]
 
-LAYERS = ("encoder", "decoder", "dense")
+LAYERS = ("encoder", "decoder", "dense")  # the seed's layers
+LUONG_LAYERS = ("encoder", "decoder", "combine", "dense")
+RECURRENT_ROLES = ("encoder", "decoder")
 LSTM_WEIGHTS = ("kernel", "recurrent_kernel", "bias")  # Keras' variable order
 DENSE_WEIGHTS = ("kernel", "bias")
 
 
 class ConversionError(ValueError):
-    """The model or file is not the seed's architecture, or cannot be read."""
+    """The model or file is not the seed's (or the Luong model's) architecture, or cannot be read."""
 
 
 # --------------------------------------------------------------------------- shared
@@ -89,41 +98,66 @@ def _natural_key(name: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
 
 
+def _model_name(roles) -> str:
+    """``"luong"`` when there is a ``combine`` layer, else ``"seed"``."""
+    return "luong" if "combine" in roles else "seed"
+
+
 def _finish(raw: dict[str, dict[str, np.ndarray]], source: str) -> dict[str, dict[str, jnp.ndarray]]:
-    """Check that the three layers fit together; return float32 JAX arrays."""
-    enc, dec, dense = raw["encoder"], raw["decoder"], raw["dense"]
-    expected = {"encoder": LSTM_WEIGHTS, "decoder": LSTM_WEIGHTS, "dense": DENSE_WEIGHTS}
-    for role, names in expected.items():
+    """Check that the layers fit together; return float32 JAX arrays."""
+    model = _model_name(raw)
+    roles = LUONG_LAYERS if model == "luong" else LAYERS
+    for role in roles:
+        names = LSTM_WEIGHTS if role in RECURRENT_ROLES else DENSE_WEIGHTS
         missing = [n for n in names if n not in raw[role]]
         if missing:
             raise ConversionError(f"{source}: the {role} layer has no {', '.join(missing)} weights")
+    enc, dense = raw["encoder"], raw["dense"]
     h = enc["recurrent_kernel"].shape[0]
     v_out = dense["kernel"].shape[-1]
     if enc["kernel"].ndim != 2 or enc["kernel"].shape[1] != 4 * h:
         raise ConversionError(f"{source}: encoder/kernel has shape {enc['kernel'].shape}, expected (V_in, {4 * h})")
-    # V_in is whatever the encoder kernel says; every other shape must fit the seed model.
-    for path, shape in param_shapes(ModelConfig(enc["kernel"].shape[0], v_out, h)).items():
+    # V_in is whatever the encoder kernel says; every other shape must fit the model.
+    for path, shape in param_shapes(ModelConfig(enc["kernel"].shape[0], v_out, h, model)).items():
         role, name = path.split("/")
         got = tuple(raw[role][name].shape)
         if got != shape:
+            names = ", ".join(f"{r!r}: ..." for r in roles)
             raise ConversionError(
-                f"{source}: {path} has shape {got}, expected {shape} for the seed model "
-                f"(latent_dim {h}, {v_out} output tokens); is this the seed's LSTM encoder-decoder? "
-                "If the layers were matched wrongly, pass layer_names={'encoder': ..., 'decoder': ..., 'dense': ...}"
+                f"{source}: {path} has shape {got}, expected {shape} for the {model} model "
+                f"(latent_dim {h}, {v_out} output tokens); is this the {model}'s LSTM encoder-decoder? "
+                f"If the layers were matched wrongly, pass layer_names={{{names}}}"
             )
-    return {role: {n: jnp.asarray(np.asarray(a, np.float32)) for n, a in raw[role].items()} for role in LAYERS}
+    return {role: {n: jnp.asarray(np.asarray(a, np.float32)) for n, a in raw[role].items()} for role in roles}
+
+
+def _split_denses(denses: list, rows, source: str) -> dict:
+    """The Luong model's two Denses: ``combine`` reads ``[context ; h]`` (twice the rows of
+    ``dense``, which reads ``combine``'s output); ``rows(d)`` is a Dense's input size."""
+    a, b = denses
+    if rows(a) == 2 * rows(b):
+        return {"combine": a, "dense": b}
+    if rows(b) == 2 * rows(a):
+        return {"combine": b, "dense": a}
+    raise ConversionError(
+        f"{source}: of two Dense layers one should read [context ; decoder output] (2H inputs) and the "
+        f"other its H outputs; their inputs are {rows(a)} and {rows(b)}"
+    )
 
 
 # --------------------------------------------------------------------------- Keras model objects
 
 
 def find_keras_layers(model: Any, layer_names: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """``{"encoder": LSTM layer, "decoder": LSTM layer, "dense": Dense layer}`` of a Keras model."""
+    """The layers of a Keras seed model, ``{"encoder": LSTM, "decoder": LSTM, "dense": Dense}``,
+    or of a Luong model, the same and ``"combine": Dense``."""
     keras = _import_keras()
     if layer_names is not None:
-        unknown = set(layer_names) - set(LAYERS)
-        if unknown or set(layer_names) != set(LAYERS):
-            raise ConversionError(f"layer_names must map exactly {LAYERS} to Keras layer names, got {dict(layer_names)}")
+        if set(layer_names) not in (set(LAYERS), set(LUONG_LAYERS)):
+            raise ConversionError(
+                f"layer_names must map exactly {LAYERS} (or, for the luong model, {LUONG_LAYERS}) "
+                f"to Keras layer names, got {dict(layer_names)}"
+            )
         try:
             return {role: model.get_layer(name) for role, name in layer_names.items()}
         except ValueError as e:
@@ -131,19 +165,35 @@ def find_keras_layers(model: Any, layer_names: Mapping[str, str] | None = None) 
             raise ConversionError(f"{e}; the model's layers are {names}") from None
     lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
     denses = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
-    if len(lstms) != 2 or len(denses) != 1:
-        found = [f"{layer.name} ({type(layer).__name__})" for layer in model.layers]
+    attentions = [layer for layer in model.layers if isinstance(layer, keras.layers.Attention)]
+    if len(lstms) == 2 and len(denses) == 1 and not attentions:
+        return {"encoder": lstms[0], "decoder": lstms[1], "dense": denses[0]}
+    if len(lstms) == 2 and len(denses) == 2 and len(attentions) == 1:
+        _check_attention(attentions[0])
+        split = _split_denses(denses, lambda d: d.kernel.shape[0], f"Keras model {model.name!r}")
+        return {"encoder": lstms[0], "decoder": lstms[1], **split}
+    found = [f"{layer.name} ({type(layer).__name__})" for layer in model.layers]
+    raise ConversionError(
+        f"expected the seed's 2 LSTM layers and 1 Dense layer (or the luong model's 2 LSTM, 1 Attention and "
+        f"2 Dense), found {len(lstms)} LSTM and {len(denses)} Dense among {found}; "
+        "pass layer_names={'encoder': ..., 'decoder': ..., 'dense': ...}"
+    )
+
+
+def _check_attention(layer: Any) -> None:
+    """minis2s computes Keras ``Attention()`` with the dot score and no learnt scale."""
+    cfg = layer.get_config()
+    if cfg.get("score_mode", "dot") != "dot" or cfg.get("use_scale", False):
         raise ConversionError(
-            f"expected the seed's 2 LSTM layers and 1 Dense layer, found {len(lstms)} LSTM and "
-            f"{len(denses)} Dense among {found}; pass layer_names={{'encoder': ..., 'decoder': ..., 'dense': ...}}"
+            f"Attention {layer.name!r} has score_mode={cfg.get('score_mode')!r}, use_scale={cfg.get('use_scale')}; "
+            "the luong model computes score_mode='dot' without use_scale"
         )
-    return {"encoder": lstms[0], "decoder": lstms[1], "dense": denses[0]}
 
 
 def _check_layer_config(layers: dict[str, Any]) -> None:
     """minis2s computes tanh/sigmoid LSTMs with biases and a softmax Dense; refuse others."""
     want_lstm = {"activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True, "go_backwards": False}
-    for role in ("encoder", "decoder"):
+    for role in RECURRENT_ROLES:
         cfg = layers[role].get_config()
         for k, v in want_lstm.items():
             if k in cfg and cfg[k] != v:
@@ -154,10 +204,17 @@ def _check_layer_config(layers: dict[str, Any]) -> None:
             f"Dense {layers['dense'].name!r} has activation={cfg.get('activation')!r}, "
             f"use_bias={cfg.get('use_bias')}; minis2s needs a softmax Dense with a bias"
         )
+    if "combine" in layers:
+        cfg = layers["combine"].get_config()
+        if cfg.get("activation") != "tanh" or not cfg.get("use_bias", True):
+            raise ConversionError(
+                f"Dense {layers['combine'].name!r} has activation={cfg.get('activation')!r}, "
+                f"use_bias={cfg.get('use_bias')}; the luong model's combine layer is a tanh Dense with a bias"
+            )
 
 
 def from_keras_model(model: Any, layer_names: Mapping[str, str] | None = None) -> dict:
-    """Parameters of a Keras seed model object (see the module docstring)."""
+    """Parameters of a Keras seed or Luong model object (see the module docstring)."""
     layers = find_keras_layers(model, layer_names)
     _check_layer_config(layers)
     raw = {role: {_short(v.name): np.asarray(v.numpy()) for v in layer.weights} for role, layer in layers.items()}
@@ -165,7 +222,7 @@ def from_keras_model(model: Any, layer_names: Mapping[str, str] | None = None) -
 
 
 def to_keras(params: Mapping, model: Any, layer_names: Mapping[str, str] | None = None) -> Any:
-    """Copy minis2s ``params`` into a Keras seed model, variable by variable, by name.
+    """Copy minis2s ``params`` into a Keras seed (or Luong) model, variable by variable, by name.
 
     Returns the model. Raises :class:`ConversionError` on a missing name or a shape mismatch.
     """
@@ -202,16 +259,45 @@ def keras_seed_model(num_encoder_tokens: int, num_decoder_tokens: int, latent_di
     return model
 
 
+def keras_luong_model(num_encoder_tokens: int, num_decoder_tokens: int, latent_dim: int, compile: bool = True) -> Any:
+    """The Luong attention model (``minis2s train --model luong``), built with Keras: the
+    test oracle of :mod:`minis2s.models.luong`.
+
+    Three inputs: the one-hot English ``(B, Te, V_in)``, its mask ``(B, Te)`` bool (True on
+    real characters, False on padding) and the one-hot decoder input ``(B, Td, V_out)``.
+    The encoder LSTM reads the mask (its state holds still over the padding), the
+    ``Attention`` layer masks the padding out of the softmax. Compiled as the seed is.
+    """
+    keras = _import_keras()
+    encoder_inputs = keras.Input(shape=(None, num_encoder_tokens), name="encoder_inputs")
+    encoder_mask = keras.Input(shape=(None,), dtype="bool", name="encoder_mask")
+    decoder_inputs = keras.Input(shape=(None, num_decoder_tokens), name="decoder_inputs")
+    encoder_outputs, state_h, state_c = keras.layers.LSTM(latent_dim, return_sequences=True, return_state=True)(
+        encoder_inputs, mask=encoder_mask
+    )
+    decoder_outputs = keras.layers.LSTM(latent_dim, return_sequences=True)(decoder_inputs, initial_state=[state_h, state_c])
+    context = keras.layers.Attention()([decoder_outputs, encoder_outputs], mask=[None, encoder_mask])
+    combined = keras.layers.Dense(latent_dim, activation="tanh")(keras.layers.Concatenate()([context, decoder_outputs]))
+    outputs = keras.layers.Dense(num_decoder_tokens, activation="softmax")(combined)
+    model = keras.Model([encoder_inputs, encoder_mask, decoder_inputs], outputs)
+    if compile:
+        model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
 # --------------------------------------------------------------------------- files
 
 
 def _assign_roles(lstms: list[tuple[str, dict]], denses: list[tuple[str, dict]], source: str) -> dict:
-    if len(lstms) != 2 or len(denses) != 1:
-        raise ConversionError(
-            f"{source}: expected the seed's 2 LSTM layers and 1 Dense layer, found LSTM "
-            f"{[n for n, _ in lstms]} and Dense {[n for n, _ in denses]}; pass layer_names=..."
-        )
-    return {"encoder": lstms[0][1], "decoder": lstms[1][1], "dense": denses[0][1]}
+    if len(lstms) == 2 and len(denses) == 1:
+        return {"encoder": lstms[0][1], "decoder": lstms[1][1], "dense": denses[0][1]}
+    if len(lstms) == 2 and len(denses) == 2:
+        split = _split_denses([d for _, d in denses], lambda d: d["kernel"].shape[0], source)
+        return {"encoder": lstms[0][1], "decoder": lstms[1][1], **split}
+    raise ConversionError(
+        f"{source}: expected the seed's 2 LSTM layers and 1 Dense layer (or the luong model's 2 Dense), "
+        f"found LSTM {[n for n, _ in lstms]} and Dense {[n for n, _ in denses]}; pass layer_names=..."
+    )
 
 
 def _read_keras3_weights(f, source: str, layer_names: Mapping[str, str] | None) -> dict:
@@ -279,14 +365,16 @@ def from_weights_file(path: str | os.PathLike, layer_names: Mapping[str, str] | 
 
 
 def from_keras(source: Any, layer_names: Mapping[str, str] | None = None) -> dict:
-    """minis2s parameters from a Keras seed model, or a ``.keras`` / ``.weights.h5`` / ``.h5`` file.
+    """minis2s parameters from a Keras seed or Luong model, or a ``.keras`` / ``.weights.h5`` / ``.h5`` file.
 
     Args:
         source: a Keras model object, or the path of a saved model or weights file.
-        layer_names: optional ``{"encoder": name, "decoder": name, "dense": name}``.
+        layer_names: optional ``{"encoder": name, "decoder": name, "dense": name}`` (and
+            ``"combine": name`` for the Luong model).
     Returns:
         ``{"encoder": {...}, "decoder": {...}, "dense": {...}}`` of float32 arrays, ready
-        for :func:`minis2s.model.apply`.
+        for :func:`minis2s.model.apply` (with ``"combine"`` for the Luong model: use
+        ``minis2s.models.build(ModelConfig(..., model="luong"))``).
     Raises:
         ConversionError: a missing or unreadable file, or not the seed's architecture.
     """
