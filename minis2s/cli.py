@@ -367,6 +367,10 @@ def add_translate(sub) -> None:
                    help="input with characters outside the vocabulary or longer than the encoder: "
                    "fail (default: report every bad input, translate nothing), skip (empty output line, "
                    "warning) or truncate (drop those characters, cut to the encoder length, warning)")
+    p.add_argument("--attention-plot", metavar="PNG",
+                   help="also draw each translation's attention weights (French characters against "
+                   "English characters, one panel per sentence) to PNG; needs matplotlib and a model "
+                   "with attention (--model luong)")
     p.set_defaults(func=run_translate)
     _allow_intermixed(p)
 
@@ -422,6 +426,13 @@ def run_translate(args) -> int:
 
     trained = checkpoint.load_trained(args.checkpoint)
     decode.check_trained(trained, args.checkpoint)
+    if args.attention_plot:  # refuse before translating: a model without attention, no matplotlib
+        from . import alignment, plot
+
+        if not alignment.has_attention(decode.model_of(trained)):
+            raise ValueError(f"--attention-plot: the {trained.config.model} model of {args.checkpoint} has no "
+                             "attention weights to plot; train one with --model luong")
+        plot._import_pyplot()
     try:
         if args.sentences:
             texts, warnings = list(args.sentences), []
@@ -445,7 +456,23 @@ def run_translate(args) -> int:
             print(f"minis2s translate: warning ({what}): {r.problem}", file=sys.stderr)
     sys.stdout.write("".join(r.output + "\n" for r in results))
     sys.stdout.flush()
+    if args.attention_plot:
+        _plot_attention(trained, texts, results, args)
     return 0
+
+
+def _plot_attention(trained, texts, results, args) -> None:
+    """Draw the attention of every translated input (the text the encoder read, repaired
+    when ``--on-error truncate`` changed it) to ``args.attention_plot``."""
+    from . import alignment, decode, plot
+
+    prepared = decode.prepare_inputs(texts, trained.input_vocab, trained.max_encoder_seq_length,
+                                     "skip" if args.on_error == "fail" else args.on_error)
+    pairs = [(p.text, r.hypothesis.chars) for p, r in zip(prepared, results)
+             if p.text and r.hypothesis is not None and r.hypothesis.chars]
+    weights = alignment.attention_weights(trained, pairs)
+    out = plot.plot_attention([(e, c, w) for (e, c), w in zip(pairs, weights)], args.attention_plot)
+    print(f"minis2s translate: wrote {out} ({len(pairs)} panel(s))", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- evaluate

@@ -96,3 +96,51 @@ def plot_history(history: dict[str, list[float]], out: str | os.PathLike, title:
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def _show_char(c: str) -> str:
+    """Axis label of one character: visible stand-ins for space and the end token."""
+    return {" ": "\u2423", "\n": "\u23ce", "\t": "\u21e5"}.get(c, c)
+
+
+def plot_attention(panels, out: str | os.PathLike) -> Path:
+    """Attention heatmaps, one panel per sentence, to ``out``.
+
+    ``panels`` is a sequence of ``(english, output_chars, weights)`` with ``weights`` of
+    shape ``(len(output_chars), len(english))`` (:func:`minis2s.alignment.attention_weights`):
+    the output (French) characters down the rows, the English characters along the
+    columns, a darker cell where an output character drew more on an English one. The end
+    token is drawn as a return arrow, a space as an open box.
+    """
+    import numpy as np
+
+    panels = list(panels)
+    if not panels:
+        raise PlotError("no translation to plot (every input was empty or skipped)")
+    for english, chars, weights in panels:
+        if np.shape(weights) != (len(chars), len(english)):
+            raise PlotError(f"weights of shape {np.shape(weights)} do not fit {len(chars)} output and "
+                            f"{len(english)} input characters")
+    plt = _import_pyplot()
+    heights = [max(len(chars), 1) for _, chars, _ in panels]
+    width = max(len(english) for english, _, _ in panels)
+    fig, axes = plt.subplots(
+        len(panels), 1, squeeze=False, constrained_layout=True,
+        figsize=(max(4.0, 0.32 * width + 2.0), sum(0.28 * h + 1.0 for h in heights)),
+        gridspec_kw={"height_ratios": heights},
+    )
+    for ax, (english, chars, weights) in zip(axes[:, 0], panels):
+        image = ax.imshow(np.asarray(weights), cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto",
+                          interpolation="nearest")
+        ax.set_xticks(range(len(english)), [_show_char(c) for c in english])
+        ax.set_yticks(range(len(chars)), [_show_char(c) for c in chars])
+        ax.tick_params(labelsize=8, length=0)
+        ax.set_xlabel("English")
+        ax.set_ylabel("French output")
+        ax.set_title(f"{english} \u2192 {chars.rstrip(chr(10))}", fontsize=9)
+    fig.colorbar(image, ax=axes[:, 0].tolist(), shrink=0.6, label="attention weight")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
