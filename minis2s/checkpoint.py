@@ -334,7 +334,7 @@ def expected_param_shapes(meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     c = meta["config"]
     return param_shapes(ModelConfig(
         len(meta["input_chars"]), len(meta["target_chars"]), int(c["latent_dim"]),
-        c.get("model", "seed"), c.get("cell", "lstm"),
+        c.get("model", "seed"), c.get("cell", "lstm"), bool(c.get("attention_scale", False)),
     ))
 
 

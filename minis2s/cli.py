@@ -50,7 +50,7 @@ def _positive_float(s: str) -> float:
 # Flags that define the model, the data split or the shuffles: fixed once a run exists.
 _FIXED_ON_RESUME = (
     "num_samples", "batch_size", "latent_dim", "validation_split", "seed", "grad", "model", "cell", "bucket",
-    "mask_padding",
+    "mask_padding", "attention_scale",
 )
 
 
@@ -63,6 +63,9 @@ def _add_model_options(p, default_model: str | None = None, default_cell: str | 
                    help="which model: 'seed' is the Keras example (default seed)")
     p.add_argument("--cell", choices=tuple(CELLS), default=default_cell,
                    help="recurrent cell of the encoder and decoder (default lstm)")
+    p.add_argument("--attention-scale", action="store_true", default=None,
+                   help="luong: learn a scalar on the attention scores, Keras Attention(use_scale=True) "
+                   "(default: off, as Attention())")
 
 
 def add_train(sub) -> None:
@@ -296,7 +299,8 @@ def run_gradcheck(args) -> int:
     # A tiny random problem: 7 input and 9 output tokens, 3 samples, short sequences,
     # one padding row of weight 0 as in a real last batch.
     v_in, v_out, batch_size, t_enc, t_dec = 7, 9, 3, 5, 6
-    model = models.build(models.ModelConfig(v_in, v_out, args.latent_dim, args.model, args.cell), args.grad)
+    model = models.build(models.ModelConfig(v_in, v_out, args.latent_dim, args.model, args.cell,
+                                            bool(args.attention_scale)), args.grad)
     params = model.init(jax.random.PRNGKey(args.seed))
     rng = np.random.default_rng(args.seed)
     batch = {

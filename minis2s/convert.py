@@ -19,7 +19,8 @@ by Keras layer name instead.
 The Luong attention model (:func:`keras_luong_model`; ``minis2s train --model luong``)
 converts the same way: its two LSTMs are ``encoder`` and ``decoder``, the ``tanh`` Dense
 over ``[context ; decoder output]`` (kernel ``(2H, H)``) is ``combine``, the softmax Dense
-is ``dense``; the ``Attention`` layer has no weights. Which model a Keras model or file
+is ``dense``; the ``Attention`` layer has no weights, except with ``use_scale=True``
+(``minis2s train --attention-scale``): its scalar ``scale`` is ``attention/scale``. Which model a Keras model or file
 holds is read from its layers (one Dense: the seed; two Denses and an ``Attention``
 layer, or in a weights file two Denses: Luong).
 
@@ -55,7 +56,7 @@ __all__ = [
 ]
 
 LAYERS = ("encoder", "decoder", "dense")  # the seed's layers
-LUONG_LAYERS = ("encoder", "decoder", "combine", "dense")
+LUONG_LAYERS = ("encoder", "decoder", "combine", "dense")  # and "attention" with use_scale=True
 RECURRENT_ROLES = ("encoder", "decoder")
 LSTM_WEIGHTS = ("kernel", "recurrent_kernel", "bias")  # Keras' variable order
 DENSE_WEIGHTS = ("kernel", "bias")
@@ -106,9 +107,10 @@ def _model_name(roles) -> str:
 def _finish(raw: dict[str, dict[str, np.ndarray]], source: str) -> dict[str, dict[str, jnp.ndarray]]:
     """Check that the layers fit together; return float32 JAX arrays."""
     model = _model_name(raw)
-    roles = LUONG_LAYERS if model == "luong" else LAYERS
+    scaled = model == "luong" and "attention" in raw  # Keras Attention(use_scale=True)
+    roles = (*LUONG_LAYERS, *(("attention",) if scaled else ())) if model == "luong" else LAYERS
     for role in roles:
-        names = LSTM_WEIGHTS if role in RECURRENT_ROLES else DENSE_WEIGHTS
+        names = LSTM_WEIGHTS if role in RECURRENT_ROLES else ("scale",) if role == "attention" else DENSE_WEIGHTS
         missing = [n for n in names if n not in raw[role]]
         if missing:
             raise ConversionError(f"{source}: the {role} layer has no {', '.join(missing)} weights")
@@ -118,7 +120,7 @@ def _finish(raw: dict[str, dict[str, np.ndarray]], source: str) -> dict[str, dic
     if enc["kernel"].ndim != 2 or enc["kernel"].shape[1] != 4 * h:
         raise ConversionError(f"{source}: encoder/kernel has shape {enc['kernel'].shape}, expected (V_in, {4 * h})")
     # V_in is whatever the encoder kernel says; every other shape must fit the model.
-    for path, shape in param_shapes(ModelConfig(enc["kernel"].shape[0], v_out, h, model)).items():
+    for path, shape in param_shapes(ModelConfig(enc["kernel"].shape[0], v_out, h, model, attention_scale=scaled)).items():
         role, name = path.split("/")
         got = tuple(raw[role][name].shape)
         if got != shape:
@@ -153,7 +155,7 @@ def find_keras_layers(model: Any, layer_names: Mapping[str, str] | None = None) 
     or of a Luong model, the same and ``"combine": Dense``."""
     keras = _import_keras()
     if layer_names is not None:
-        if set(layer_names) not in (set(LAYERS), set(LUONG_LAYERS)):
+        if set(layer_names) not in (set(LAYERS), set(LUONG_LAYERS), {*LUONG_LAYERS, "attention"}):
             raise ConversionError(
                 f"layer_names must map exactly {LAYERS} (or, for the luong model, {LUONG_LAYERS}) "
                 f"to Keras layer names, got {dict(layer_names)}"
@@ -171,7 +173,8 @@ def find_keras_layers(model: Any, layer_names: Mapping[str, str] | None = None) 
     if len(lstms) == 2 and len(denses) == 2 and len(attentions) == 1:
         _check_attention(attentions[0])
         split = _split_denses(denses, lambda d: d.kernel.shape[0], f"Keras model {model.name!r}")
-        return {"encoder": lstms[0], "decoder": lstms[1], **split}
+        scale = {"attention": attentions[0]} if attentions[0].weights else {}  # use_scale=True
+        return {"encoder": lstms[0], "decoder": lstms[1], **split, **scale}
     found = [f"{layer.name} ({type(layer).__name__})" for layer in model.layers]
     raise ConversionError(
         f"expected the seed's 2 LSTM layers and 1 Dense layer (or the luong model's 2 LSTM, 1 Attention and "
@@ -181,12 +184,12 @@ def find_keras_layers(model: Any, layer_names: Mapping[str, str] | None = None) 
 
 
 def _check_attention(layer: Any) -> None:
-    """minis2s computes Keras ``Attention()`` with the dot score and no learnt scale."""
+    """minis2s computes Keras ``Attention`` with the dot score (``use_scale`` either way)."""
     cfg = layer.get_config()
-    if cfg.get("score_mode", "dot") != "dot" or cfg.get("use_scale", False):
+    if cfg.get("score_mode", "dot") != "dot":
         raise ConversionError(
-            f"Attention {layer.name!r} has score_mode={cfg.get('score_mode')!r}, use_scale={cfg.get('use_scale')}; "
-            "the luong model computes score_mode='dot' without use_scale"
+            f"Attention {layer.name!r} has score_mode={cfg.get('score_mode')!r}; the luong model computes "
+            "score_mode='dot'"
         )
 
 
@@ -259,12 +262,15 @@ def keras_seed_model(num_encoder_tokens: int, num_decoder_tokens: int, latent_di
     return model
 
 
-def keras_luong_model(num_encoder_tokens: int, num_decoder_tokens: int, latent_dim: int, compile: bool = True) -> Any:
+def keras_luong_model(
+    num_encoder_tokens: int, num_decoder_tokens: int, latent_dim: int, compile: bool = True, use_scale: bool = False
+) -> Any:
     """The Luong attention model (``minis2s train --model luong``), built with Keras: the
     test oracle of :mod:`minis2s.models.luong`.
 
     Three inputs: the one-hot English ``(B, Te, V_in)``, its mask ``(B, Te)`` bool (True on
     real characters, False on padding) and the one-hot decoder input ``(B, Td, V_out)``.
+    ``use_scale`` is ``Attention``'s (``minis2s train --attention-scale``).
     The encoder LSTM reads the mask (its state holds still over the padding), the
     ``Attention`` layer masks the padding out of the softmax. Compiled as the seed is.
     """
@@ -276,7 +282,7 @@ def keras_luong_model(num_encoder_tokens: int, num_decoder_tokens: int, latent_d
         encoder_inputs, mask=encoder_mask
     )
     decoder_outputs = keras.layers.LSTM(latent_dim, return_sequences=True)(decoder_inputs, initial_state=[state_h, state_c])
-    context = keras.layers.Attention()([decoder_outputs, encoder_outputs], mask=[None, encoder_mask])
+    context = keras.layers.Attention(use_scale=use_scale)([decoder_outputs, encoder_outputs], mask=[None, encoder_mask])
     combined = keras.layers.Dense(latent_dim, activation="tanh")(keras.layers.Concatenate()([context, decoder_outputs]))
     outputs = keras.layers.Dense(num_decoder_tokens, activation="softmax")(combined)
     model = keras.Model([encoder_inputs, encoder_mask, decoder_inputs], outputs)
@@ -288,12 +294,14 @@ def keras_luong_model(num_encoder_tokens: int, num_decoder_tokens: int, latent_d
 # --------------------------------------------------------------------------- files
 
 
-def _assign_roles(lstms: list[tuple[str, dict]], denses: list[tuple[str, dict]], source: str) -> dict:
-    if len(lstms) == 2 and len(denses) == 1:
+def _assign_roles(lstms: list[tuple[str, dict]], denses: list[tuple[str, dict]], source: str,
+                  scales: list[tuple[str, dict]] = ()) -> dict:
+    if len(lstms) == 2 and len(denses) == 1 and not scales:
         return {"encoder": lstms[0][1], "decoder": lstms[1][1], "dense": denses[0][1]}
-    if len(lstms) == 2 and len(denses) == 2:
+    if len(lstms) == 2 and len(denses) == 2 and len(scales) <= 1:
         split = _split_denses([d for _, d in denses], lambda d: d["kernel"].shape[0], source)
-        return {"encoder": lstms[0][1], "decoder": lstms[1][1], **split}
+        scale = {"attention": scales[0][1]} if scales else {}
+        return {"encoder": lstms[0][1], "decoder": lstms[1][1], **split, **scale}
     raise ConversionError(
         f"{source}: expected the seed's 2 LSTM layers and 1 Dense layer (or the luong model's 2 Dense), "
         f"found LSTM {[n for n, _ in lstms]} and Dense {[n for n, _ in denses]}; pass layer_names=..."
@@ -305,7 +313,7 @@ def _read_keras3_weights(f, source: str, layer_names: Mapping[str, str] | None) 
     if "layers" not in f:
         raise ConversionError(f"{source}: no 'layers' group; not a Keras 3 .weights.h5 file")
     group = f["layers"]
-    lstms, denses = [], []
+    lstms, denses, scales = [], [], []
     for name in sorted(group.keys(), key=_natural_key):
         layer = group[name]
         if "cell" in layer and "vars" in layer["cell"] and len(layer["cell"]["vars"]) == 3:
@@ -314,19 +322,21 @@ def _read_keras3_weights(f, source: str, layer_names: Mapping[str, str] | None) 
         elif "vars" in layer and len(layer["vars"]) == 2 and layer["vars"]["0"].ndim == 2:
             v = layer["vars"]
             denses.append((name, {n: v[str(i)][()] for i, n in enumerate(DENSE_WEIGHTS)}))
+        elif "vars" in layer and len(layer["vars"]) == 1 and layer["vars"]["0"].ndim == 0:
+            scales.append((name, {"scale": layer["vars"]["0"][()]}))  # Attention(use_scale=True)
     if layer_names is not None:
-        found = dict(lstms + denses)
+        found = dict(lstms + denses + scales)
         missing = [n for n in layer_names.values() if n not in found]
         if missing:
             raise ConversionError(f"{source}: no layer(s) {missing}; layers with weights: {list(found)}")
         return {role: found[name] for role, name in layer_names.items()}
-    return _assign_roles(lstms, denses, source)
+    return _assign_roles(lstms, denses, source, scales)
 
 
 def _read_legacy_h5(f, source: str, layer_names: Mapping[str, str] | None) -> dict:
     """Keras 2 style ``.h5``: attribute ``layer_names`` in model order, ``weight_names`` per layer."""
     root = f["model_weights"] if "model_weights" in f else f
-    lstms, denses = [], []
+    lstms, denses, scales = [], [], []
     found = {}
     for raw_name in root.attrs["layer_names"]:
         name = raw_name.decode() if isinstance(raw_name, bytes) else str(raw_name)
@@ -340,12 +350,14 @@ def _read_legacy_h5(f, source: str, layer_names: Mapping[str, str] | None) -> di
             lstms.append((name, weights))
         elif set(weights) == set(DENSE_WEIGHTS) and weights["kernel"].ndim == 2:
             denses.append((name, weights))
+        elif set(weights) == {"scale"} and np.ndim(weights["scale"]) == 0:
+            scales.append((name, weights))
     if layer_names is not None:
         missing = [n for n in layer_names.values() if n not in found]
         if missing:
             raise ConversionError(f"{source}: no layer(s) {missing}; layers: {list(found)}")
         return {role: found[name] for role, name in layer_names.items()}
-    return _assign_roles(lstms, denses, source)
+    return _assign_roles(lstms, denses, source, scales)
 
 
 def from_weights_file(path: str | os.PathLike, layer_names: Mapping[str, str] | None = None) -> dict:

@@ -54,7 +54,7 @@ def model_of(trained) -> Model:
     c = trained.config
     return models.build(ModelConfig(
         len(trained.input_vocab), len(trained.target_vocab), c.latent_dim,
-        getattr(c, "model", "seed"), getattr(c, "cell", "lstm"),
+        getattr(c, "model", "seed"), getattr(c, "cell", "lstm"), getattr(c, "attention_scale", False),
     ))
 
 
@@ -428,7 +428,8 @@ def check_trained(trained, where: str = "checkpoint") -> None:
     try:
         h = p["decoder"]["recurrent_kernel"].shape[0]
         c = trained.config
-        sizes = ModelConfig(v_in, v_out, h, getattr(c, "model", "seed"), getattr(c, "cell", "lstm"))
+        sizes = ModelConfig(v_in, v_out, h, getattr(c, "model", "seed"), getattr(c, "cell", "lstm"),
+                            getattr(c, "attention_scale", False))
         for path, shape in models.param_shapes(sizes).items():
             node = p
             for key in path.split("/"):

@@ -58,6 +58,7 @@ class Config:
     grad: str = "bptt"
     model: str = "seed"  # an entry of minis2s.models.MODELS; "seed" is the Keras example
     cell: str = "lstm"  # an entry of minis2s.cells.CELLS
+    attention_scale: bool = False  # luong: learn a scale of the attention scores (Keras use_scale=True)
     bucket: bool = False  # length buckets (minis2s/bucketing.py); departs from the seed
     mask_padding: bool = False  # loss over real target characters only; departs from the seed
 
@@ -73,6 +74,10 @@ class Config:
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate must be positive and finite, got {self.learning_rate}")
         models.check_names(self.model, self.cell, self.grad)
+        if self.attention_scale and "attention/scale" not in models.param_shapes(
+            ModelConfig(2, 2, 1, self.model, self.cell, True)
+        ):
+            raise ValueError(f"attention_scale needs a model with attention (e.g. --model luong), not {self.model}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -89,7 +94,8 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
 
 
 def model_config(config: Config, data: Dataset) -> ModelConfig:
-    return ModelConfig(len(data.input_vocab), len(data.target_vocab), config.latent_dim, config.model, config.cell)
+    return ModelConfig(len(data.input_vocab), len(data.target_vocab), config.latent_dim, config.model, config.cell,
+                       config.attention_scale)
 
 
 # --------------------------------------------------------------------------- loss and step

@@ -265,15 +265,42 @@ def test_keras_initialised_and_saved_models_convert(keras_model, config, batch, 
                 np.testing.assert_array_equal(loaded[role][n], converted[role][n], err_msg=f"{name} {role}/{n}")
 
 
+def test_use_scale_matches_and_converts(ds, batch, tmp_path):
+    """``--attention-scale``: Keras ``Attention(use_scale=True)``'s learnt ``g``, set to 1.7."""
+    config = models.ModelConfig(len(ds.input_vocab), len(ds.target_vocab), LATENT, "luong", attention_scale=True)
+    model = models.build(config)
+    params = model.init(jax.random.PRNGKey(3))
+    assert float(params["attention"]["scale"]) == 1.0  # Keras initialises it to ones
+    params["attention"]["scale"] = jnp.float32(1.7)
+    m = keras_luong_model(config.num_encoder_tokens, config.num_decoder_tokens, LATENT, use_scale=True)
+    assert set(find_keras_layers(m)) == {*LUONG_LAYERS, "attention"}
+    load_into_keras(m, params)
+    p_keras = np.asarray(m.predict_on_batch(keras_inputs(batch)))
+    assert relative(model.apply(params, ours(batch)), p_keras, "use_scale: probabilities") < RTOL
+    _, k_grads = keras_gradients(m, keras_inputs(batch), batch["y"])
+    b = ours(batch)
+    grads = jax.grad(lambda p: train.loss_fn(p, b, model.apply)[0])(params)
+    assert set(grads) == set(k_grads) == {*LUONG_LAYERS, "attention"}
+    for role in grads:
+        for name in grads[role]:
+            assert relative(grads[role][name], k_grads[role][name], f"use_scale: gradient {role}/{name}") < RTOL
+    m.save_weights(tmp_path / "s.weights.h5")
+    m.save(tmp_path / "s.keras")
+    m.save(tmp_path / "s.h5")
+    for source in (m, tmp_path / "s.weights.h5", tmp_path / "s.keras", tmp_path / "s.h5"):
+        loaded = from_keras(source)
+        assert float(loaded["attention"]["scale"]) == pytest.approx(1.7), source
+
+
 def test_converter_refuses_other_attention(config):
     enc_in, dec_in = keras.Input(shape=(None, 5)), keras.Input(shape=(None, 6))
     enc_out, h, c = keras.layers.LSTM(4, return_sequences=True, return_state=True)(enc_in)
     dec_out = keras.layers.LSTM(4, return_sequences=True)(dec_in, initial_state=[h, c])
-    ctx = keras.layers.Attention(use_scale=True)([dec_out, enc_out])
+    ctx = keras.layers.Attention(score_mode="concat")([dec_out, enc_out])
     out = keras.layers.Dense(4, activation="tanh")(keras.layers.Concatenate()([ctx, dec_out]))
-    scaled = keras.Model([enc_in, dec_in], keras.layers.Dense(6, activation="softmax")(out))
-    with pytest.raises(ConversionError, match="use_scale"):
-        from_keras(scaled)
+    concat = keras.Model([enc_in, dec_in], keras.layers.Dense(6, activation="softmax")(out))
+    with pytest.raises(ConversionError, match="score_mode='concat'"):
+        from_keras(concat)
     relu = keras.Model([enc_in, dec_in], keras.layers.Dense(6, activation="softmax")(
         keras.layers.Dense(4, activation="relu")(keras.layers.Concatenate()([keras.layers.Attention()([dec_out, enc_out]), dec_out]))
     ))

@@ -104,6 +104,12 @@ def test_attention_plot_refuses_clearly(luong_run, tmp_path, capsys, monkeypatch
     assert not (tmp_path / "b.png").exists()
 
 
+def test_attention_scale_needs_a_model_with_attention(tmp_path, capsys):
+    rc, _, err = run(["train", "--data", "demo", "--num-samples", "40", "--batch-size", "8", "--epochs", "1", "--attention-scale",
+                      "--out", str(tmp_path / "run")], capsys)
+    assert rc == 2 and "attention_scale needs a model with attention" in err and err.strip().count("\n") == 0
+
+
 def test_plot_attention_checks_its_panels(tmp_path):
     with pytest.raises(PlotError, match="no translation"):
         plot_attention([], tmp_path / "x.png")

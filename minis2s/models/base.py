@@ -36,7 +36,7 @@ class ModelConfig:
     """Sizes and kind of a model: vocabularies come from the data, the rest from the user.
 
     ``model`` names an entry of :data:`minis2s.models.MODELS`, ``cell`` one of
-    :data:`minis2s.cells.CELLS`.
+    :data:`minis2s.cells.CELLS`. Models without attention ignore ``attention_scale``.
     """
 
     num_encoder_tokens: int
@@ -44,6 +44,7 @@ class ModelConfig:
     latent_dim: int = 256
     model: str = "seed"
     cell: str = "lstm"
+    attention_scale: bool = False  # luong: Keras Attention(use_scale=True), a learnt scalar on the scores
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ Parameters (Keras names; shown for the LSTM cell)::
      "decoder": {"kernel" (V_out, 4H), "recurrent_kernel" (H, 4H), "bias" (4H,)},
      "combine": {"kernel" (2H, H), "bias" (H,)},         Dense tanh over [context ; h_t]
      "dense":   {"kernel" (H, V_out), "bias" (V_out,)}}
+    (+ "attention": {"scale" ()}   with --attention-scale: Attention(use_scale=True)'s g)
 
 Training (teacher forcing)::
 
@@ -39,15 +40,19 @@ from .base import Batch, Memory, Model, ModelConfig, Params, State, dense_softma
 
 
 def init_params(key: jax.Array, config: ModelConfig, cell: Cell, dtype=jnp.float32) -> Params:
-    """Keras-style initialisation of the four layers from one key (split, never reused)."""
+    """Keras-style initialisation of the four layers from one key (split, never reused);
+    with ``config.attention_scale`` also ``{"attention": {"scale": 1.0}}`` (Keras' ``ones``)."""
     k_enc, k_dec, k_combine, k_dense = jax.random.split(key, 4)
     h, v_out = config.latent_dim, config.num_decoder_tokens
-    return {
+    params = {
         "encoder": cell.init(k_enc, config.num_encoder_tokens, h, dtype),
         "decoder": cell.init(k_dec, v_out, h, dtype),
         "combine": init_dense(k_combine, 2 * h, h, dtype),
         "dense": init_dense(k_dense, h, v_out, dtype),
     }
+    if config.attention_scale:
+        params["attention"] = {"scale": jnp.ones((), dtype)}
+    return params
 
 
 def _scale(params: Params):
