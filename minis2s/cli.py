@@ -35,6 +35,16 @@ def _fraction(s: str) -> float:
     return v
 
 
+def _unit_interval(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (inclusive), got {v}")
+    return v
+
+
 def _positive_float(s: str) -> float:
     try:
         v = float(s)
@@ -50,7 +60,7 @@ def _positive_float(s: str) -> float:
 # Flags that define the model, the data split or the shuffles: fixed once a run exists.
 _FIXED_ON_RESUME = (
     "num_samples", "batch_size", "latent_dim", "validation_split", "seed", "grad", "model", "cell", "bucket",
-    "mask_padding",
+    "mask_padding", "teacher_forcing", "teacher_forcing_end",
 )
 
 
@@ -88,6 +98,11 @@ def add_train(sub) -> None:
         help=f"LSTM gradient: hand-derived BPTT or JAX autodiff (same numbers; default: {d.grad})",
     )
     _add_model_options(p)
+    p.add_argument("--teacher-forcing", type=_unit_interval, metavar="R",
+                   help="probability of feeding the decoder the true previous character; otherwise its own "
+                   f"argmax prediction (scheduled sampling; default {d.teacher_forcing:g}: always, the seed)")
+    p.add_argument("--teacher-forcing-end", type=_unit_interval, metavar="R",
+                   help="decay --teacher-forcing linearly to R at the last epoch (default: constant)")
     p.add_argument("--out", help="run directory for checkpoints and history (default: runs/seed)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest complete checkpoint")
     p.add_argument("--patience", type=_positive_int,
