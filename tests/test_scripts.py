@@ -24,7 +24,9 @@ def test_train_seed_script_runs_end_to_end():
 def test_gradcheck_demo_agrees_at_every_step():
     r = run_script("gradcheck_demo.py", "--hidden", "3", "--steps", "4")
     assert r.returncode == 0, r.stderr
-    for name in ("kernel", "recurrent_kernel", "bias"):
-        line = next(l for l in r.stdout.splitlines() if l.startswith(f"3. {name} "))
-        assert float(line.rsplit("=", 1)[1]) < 1e-10
+    for step in ("3", "4"):  # against jax.grad, then against minis2s.bptt._lstm_bwd
+        for name in ("kernel", "recurrent_kernel", "bias"):
+            line = next(l for l in r.stdout.splitlines() if l.startswith(f"{step}. {name} "))
+            assert float(line.rsplit("=", 1)[1]) < 1e-10
+    assert "bptt._lstm_bwd" in r.stdout and "(dh_0, dc_0)" in r.stdout
     assert "8 leaves, 0 failed" in r.stdout and "all gradients agree" in r.stdout
