@@ -10,7 +10,7 @@ import pytest
 from tests._tiny_model import tiny_model
 from minis2s import decode
 from minis2s.data import END, START
-from minis2s.model import ModelConfig, apply, init_params
+from minis2s.model import ModelConfig, apply, decode_step, encode, init_params
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,8 @@ def reference_strings(params, ds, rows):
 
 
 _apply = jax.jit(apply)
+_decode_step = jax.jit(decode_step)
+_encode = jax.jit(encode)
 
 
 def teacher_forced_logprob(params, enc_tokens, chars, vocab, width=64):
@@ -133,7 +135,7 @@ def beam_reference(params, enc_tokens, vocab, max_dec, width, alpha=0.0):
     ``lax.top_k`` breaks ties in.
     """
     start, end = vocab.index[START], vocab.index[END]
-    state = decode._encode(params, jnp.asarray(enc_tokens)[None])
+    state = _encode(params, jnp.asarray(enc_tokens)[None])
     beams = [(0.0, [], False, state)]  # (log p, tokens, finished, state)
     for _ in range(max_dec + 1):
         if all(b[2] for b in beams):
@@ -144,7 +146,7 @@ def beam_reference(params, enc_tokens, vocab, max_dec, width, alpha=0.0):
                 candidates.append((score, toks, True, st))
                 continue
             prev = jnp.array([toks[-1] if toks else start], jnp.int32)
-            probs, st2 = decode._decode_step(params, prev, st)
+            probs, st2 = _decode_step(params, prev, st)
             logp = np.log(np.asarray(probs[0], np.float32))
             candidates += [(np.float32(score + logp[v]), toks + [v], v == end, st2) for v in range(len(vocab))]
         candidates.sort(key=lambda c: -c[0])
