@@ -2,7 +2,7 @@
 
 - ``rmsprop-first-step.png``: the size of RMSprop's first update against the gradient,
   ``lr |g| / sqrt(0.1 g^2 + 1e-7)`` (math.md section 7), computed with the optimizer
-  minis2s trains with (``minis2s.train.make_optimizer``).
+  minis2s trains with (``minis2s.config.make_optimizer``).
 
 Run: ``python scripts/figures.py [--out docs/img]``.
 """
