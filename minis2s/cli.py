@@ -85,7 +85,11 @@ def add_train(sub) -> None:
         description="Train the seed model. Every epoch (see --checkpoint-every) writes OUT/epoch-NNNN with "
         "the optimizer and RNG state; --resume OUT continues exactly where the run stopped.",
     )
-    p.add_argument("--data", help="fra.txt or fra-eng.zip, or 'demo' (default: download to the cache)")
+    from .demo_corpus import TRAIN_DEFAULTS
+
+    demo = " ".join(f"--{k.replace('_', '-')} {'all' if v is None else v}" for k, v in TRAIN_DEFAULTS.items())
+    p.add_argument("--data", help="fra.txt or fra-eng.zip, or 'demo': templated pairs shipped with minis2s, "
+                   f"trained by default with {demo} (default: download to the cache)")
     p.add_argument("--epochs", type=_positive_int, help=f"total epochs (default {d.epochs})")
     p.add_argument("--num-samples", type=_num_samples, help=f"a count, or 'all' (default {d.num_samples})")
     p.add_argument("--batch-size", type=_positive_int, help=f"default {d.batch_size}")
@@ -216,7 +220,9 @@ def run_train(args) -> int:
             print(f"Nothing to do: the run already has {state.epoch} epochs; pass --epochs N with N > {state.epoch} to train on")
             return 0
     else:
-        d = Config()
+        from .demo_corpus import TRAIN_DEFAULTS
+
+        d = dataclasses.replace(Config(), **TRAIN_DEFAULTS) if args.data == "demo" else Config()
         config = Config(**{
             name: getattr(args, name) if getattr(args, name) is not None else getattr(d, name)
             for name in (*_FIXED_ON_RESUME, "epochs", "learning_rate")

@@ -106,7 +106,7 @@ def reported(out: str) -> dict[str, float]:
 def test_evaluate_validation_split(ckpt, tmp_path):
     params, ds, _, _ = tiny_model()
     tsv = tmp_path / "val.tsv"
-    rc, out, err = run(["evaluate", ckpt, "--data", "demo", "--out", str(tsv)])
+    rc, out, err = run(["evaluate", ckpt, "--data", str(DEMO_PATH), "--out", str(tsv)])
     assert rc == 0, err
     rows = read_tsv(tsv)
     # the last 20% of the 140 demo pairs, as Keras' validation_split takes them

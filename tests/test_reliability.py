@@ -242,7 +242,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, caps
 # --------------------------------------------------------------------------- crashes
 
 
-KILL_ARGS = ["--data", "demo", "--num-samples", "40", "--batch-size", "8", "--latent-dim", "8",
+KILL_ARGS = ["--data", str(data.DEMO_PATH), "--num-samples", "40", "--batch-size", "8", "--latent-dim", "8",
              "--learning-rate", "0.05", "--show", "0"]
 KILL_EPOCHS = 6
 

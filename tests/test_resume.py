@@ -22,7 +22,7 @@ from minis2s import checkpoint, cli, data, train
 # One optimizer setting for the whole module, so every fit reuses one compilation.
 # lr=0.05 overfits the 32 training pairs within a few epochs (val_loss turns up).
 CFG = train.Config(num_samples=40, batch_size=8, epochs=4, latent_dim=8, learning_rate=0.05)
-CLI_ARGS = ["--data", "demo", "--num-samples", "40", "--batch-size", "8", "--latent-dim", "8",
+CLI_ARGS = ["--data", str(data.DEMO_PATH), "--num-samples", "40", "--batch-size", "8", "--latent-dim", "8",
             "--learning-rate", "0.05", "--show", "0"]
 
 
@@ -211,12 +211,12 @@ def test_resume_from_a_damaged_newest_checkpoint_is_refused_with_a_way_out(ds, t
     (newest / "params.npz").write_bytes(bytes(raw))
     assert cli.main(["train", "--resume", str(out), "--epochs", "5", "--show", "0"]) == 2
     assert "does not record its training data; pass --data PATH" in capsys.readouterr().err  # fit() API run
-    assert cli.main(["train", "--resume", str(out), "--data", "demo", "--epochs", "5", "--show", "0"]) == 2
+    assert cli.main(["train", "--resume", str(out), "--data", str(data.DEMO_PATH), "--epochs", "5", "--show", "0"]) == 2
     err = capsys.readouterr().err
     assert str(newest) in err and "damaged" in err
     assert f"An older checkpoint exists: --resume {best}" in err
     # and resuming from that one explicitly works, continuing in the same run directory
-    assert cli.main(["train", "--resume", str(best), "--data", "demo", "--epochs", str(checkpoint.list_checkpoints(out)[0][0] + 1),
+    assert cli.main(["train", "--resume", str(best), "--data", str(data.DEMO_PATH), "--epochs", str(checkpoint.list_checkpoints(out)[0][0] + 1),
                      "--show", "0"]) == 0
 
 
