@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT, TINY_PAIRS, run_cli
+from tests.conftest import ROOT, TINY_PAIRS, assert_trees_equal, run_cli
 from minis2s import checkpoint, cli, data, train
 from minis2s.data import DataError, Vocab
 
@@ -244,7 +244,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, caps
 
 KILL_ARGS = ["--data", "demo", "--num-samples", "40", "--batch-size", "8", "--latent-dim", "8",
              "--learning-rate", "0.05", "--show", "0"]
-KILL_EPOCHS = 6
+KILL_EPOCHS = 8
 
 
 def _start(out: Path, env: dict) -> subprocess.Popen:
@@ -261,6 +261,14 @@ def _start(out: Path, env: dict) -> subprocess.Popen:
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
     t0 = time.monotonic()
     while not path.exists():
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() - t0 < timeout
+        time.sleep(0.01)
+
+
+def _wait_until(condition, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.monotonic()
+    while not condition():
         assert proc.poll() is None, proc.communicate()[0]
         assert time.monotonic() - t0 < timeout
         time.sleep(0.01)
@@ -304,12 +312,13 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
     _kill(p)
     assert _complete_checkpoints_verify(out) == 1
 
-    # 3-4. killed at random moments once training has started; every save pauses 0.3 s so
-    # that many of these moments fall inside a save. Each restart continues from the
-    # newest complete checkpoint.
+    # 3-4. Each restart resumes from the newest complete checkpoint and must get further
+    # (a new checkpoint appears) before it is killed again; every save pauses 0.3 s.
+    # Round 3 is killed at a random moment inside the next save (after its marker appears),
+    # round 4 at a random moment of training or saving.
     rng = random.Random(6)
     slow_saves = {**cache, checkpoint.SAVE_PAUSE_ENV: f"{marker}:0.3"}
-    for _ in range(2):
+    for inside_a_save in (True, False):
         before = _complete_checkpoints_verify(out)
         p = _start(out, slow_saves)
         head = ""
@@ -318,10 +327,20 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
             assert line, head
             head += line
         assert f"from epoch-{before:04d}: {before} of {KILL_EPOCHS} epochs done" in head
-        time.sleep(rng.uniform(0.0, 1.5))
-        text = head + _kill(p)
-        assert "Traceback" not in text
-        assert _complete_checkpoints_verify(out) >= before
+        _wait_until(lambda: checkpoint.list_checkpoints(out)[-1][0] > before, p)  # this resume advanced
+        if inside_a_save:
+            marker.unlink(missing_ok=True)
+            _wait_for(marker, p)  # the next save has written its arrays, not yet its manifest
+            time.sleep(rng.uniform(0.0, 0.25))
+        else:
+            time.sleep(rng.uniform(0.0, 0.6))
+        assert p.poll() is None, "the run finished before it was killed"
+        _kill(p)
+        advanced = _complete_checkpoints_verify(out)
+        assert advanced > before
+        if inside_a_save:  # the kill landed inside the next epoch's save: its half-written folder is left
+            half = list(out.glob(f".tmp-epoch-{advanced + 1:04d}.*"))
+            assert half and not (half[0] / "manifest.json").exists()
 
     # finish
     before = _complete_checkpoints_verify(out)
@@ -338,7 +357,6 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
     params, history = train.fit(cfg, ds, log=None)
     _, state, _ = train.load_state(checkpoint.latest_checkpoint(out), ds)
     assert state.epoch == KILL_EPOCHS
-    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(params)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert_trees_equal(state.params, params)
     for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
         assert state.history[k] == history[k]
