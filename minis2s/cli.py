@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 from pathlib import Path
 
-from . import checkpoint
+from . import checkpoint, runlock
 from .data import DataError
 
 
@@ -123,28 +124,33 @@ def _load_data(path, num_samples):
 
 
 def run_train(args) -> int:
+    with contextlib.ExitStack() as held:  # the run directory's lock, once taken (runlock.py)
+        return _run_train(args, held)
+
+
+def _run_train(args, held: contextlib.ExitStack) -> int:
     import dataclasses
 
     from . import data as data_mod
     from . import parallel
-    from .bucketing import encoder_pad_width
-    from .decode import greedy_reference
-    from .train import Config, fit, load_state, split_train_val
+    from .train import Config, load_state, split_train_val
 
     if args.distributed:  # before anything touches a device
         parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     elif args.coordinator or args.num_processes or args.process_id is not None:
         raise UsageError("--coordinator, --num-processes and --process-id need --distributed")
     mesh = parallel.make_mesh(args.devices)
+    writer = parallel.is_main_process()  # one writer (and lock holder) in a multi-host run
     options = {"patience": args.patience, "checkpoint_every": args.checkpoint_every or 1}
     if args.resume:
         if args.out is not None:
             raise UsageError("--resume DIR continues training in DIR; leave out --out")
         resume = Path(args.resume)
-        if checkpoint.is_checkpoint(resume):
-            ckpt, out = resume, resume.parent
-        else:
-            ckpt, out = checkpoint.latest_checkpoint(resume), resume
+        explicit = checkpoint.is_checkpoint(resume)
+        out = resume.parent if explicit else resume
+        if writer and out.is_dir():  # before reading: a run training there prunes what we would read
+            held.enter_context(runlock.hold(out, "wait for it to end, then resume"))
+        ckpt = resume if explicit else checkpoint.latest_checkpoint(resume)
         manifest = checkpoint.read_manifest(ckpt)
         try:
             saved = Config.from_dict(manifest["config"])
@@ -195,6 +201,8 @@ def run_train(args) -> int:
         out = Path(args.out or "runs/seed")
         existing = checkpoint.list_checkpoints(out)
         if existing:
+            with runlock.hold(out):  # a run still training there is the better message
+                pass
             raise UsageError(
                 f"{out} already holds a training run ({existing[-1][1].name}); continue it with --resume {out}, "
                 "or choose another --out"
@@ -213,10 +221,37 @@ def run_train(args) -> int:
                 f"--batch-size {config.batch_size} is larger than the training set ({split_at} of {len(ds)} samples, "
                 f"the rest is validation); use --batch-size {split_at} or less, or more --num-samples"
             )
+    if writer and not args.resume:  # before any work: the run directory must be writable and ours alone
+        _check_writable(out)
+        held.enter_context(runlock.hold(out))
+        found = checkpoint.list_checkpoints(out)
+        if found:  # another run wrote here after the check above
+            raise UsageError(f"{out} already holds a training run ({found[-1][1].name}); continue it with "
+                             f"--resume {out}, or choose another --out")
+    return _train_and_report(args, config, ds, path, out, state, options, mesh, writer)
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an ``--out`` that cannot be created or written, before an epoch is spent."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot write there ({e.strerror or e}); choose another --out") from None
+
+
+def _train_and_report(args, config, ds, path, out, state, options, mesh, writer) -> int:
+    from . import parallel
+    from .bucketing import encoder_pad_width
+    from .decode import greedy_reference
+    from .train import fit
+
     _describe(ds)
     extra = {"data": {"path": str(Path(path).resolve())}, "options": options}
     print(parallel.describe(mesh, config.batch_size), flush=True)
-    writer = parallel.is_main_process()  # one writer in a multi-host run
     params, history = fit(
         config, ds, log=lambda line: print(line, flush=True), out=out if writer else None, state=state,
         patience=options["patience"], checkpoint_every=options["checkpoint_every"], checkpoint_extra=extra,
