@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from . import checkpoint, runlock
+from . import checkpoint, resources, runlock
 from .data import DataError
 
 
@@ -46,6 +46,21 @@ def _positive_float(s: str) -> float:
     return v
 
 
+# What jax.random.PRNGKey takes: an integer that fits a signed 64-bit C long (it raises
+# OverflowError beyond; tests/test_reliability.py checks both ends against it).
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+
+
+def _seed(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+    if not SEED_MIN <= v <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be an integer from -2**63 to 2**63-1 (a JAX PRNG seed), got {s}")
+    return v
+
+
 # --------------------------------------------------------------------------- train
 
 # Flags that define the model, the data split or the shuffles: fixed once a run exists.
@@ -70,7 +85,7 @@ def add_train(sub) -> None:
     p.add_argument("--batch-size", type=_positive_int, help=f"default {d.batch_size}")
     p.add_argument("--latent-dim", type=_positive_int, help=f"default {d.latent_dim}")
     p.add_argument("--validation-split", type=_fraction, help=f"default {d.validation_split}")
-    p.add_argument("--seed", type=int, help=f"default {d.seed}")
+    p.add_argument("--seed", type=_seed, help=f"default {d.seed}")
     p.add_argument("--learning-rate", type=_positive_float, help=f"RMSprop learning rate (default {d.learning_rate:g})")
     p.add_argument(
         "--grad", choices=("autodiff", "bptt"),
@@ -221,6 +236,9 @@ def _run_train(args, held: contextlib.ExitStack) -> int:
                 f"--batch-size {config.batch_size} is larger than the training set ({split_at} of {len(ds)} samples, "
                 f"the rest is validation); use --batch-size {split_at} or less, or more --num-samples"
             )
+    resources.check_fits(len(ds.input_vocab), len(ds.target_vocab), config.latent_dim,
+                         parallel.padded_batch_size(config.batch_size, mesh),
+                         ds.max_encoder_seq_length, ds.max_decoder_seq_length)  # before init
     if writer and not args.resume:  # before any work: the run directory must be writable and ours alone
         _check_writable(out)
         held.enter_context(runlock.hold(out))
@@ -619,6 +637,13 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     except OSError as e:  # disk full, permissions: name the path, no traceback
         print(f"minis2s {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except (MemoryError, RuntimeError) as e:
+        if not resources.is_out_of_memory(e):
+            raise
+        lower = "--latent-dim or --batch-size" if args.command == "train" else "--batch-size"
+        first = (str(e).strip().splitlines() or ["MemoryError"])[0][:200]
+        print(f"minis2s {args.command}: error: out of memory ({first}); lower {lower}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         if args.command == "train":
