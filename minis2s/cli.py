@@ -495,8 +495,8 @@ def add_evaluate(sub) -> None:
         "seed's demo: the first training sentences decoded.",
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT_DIR")
-    p.add_argument("--data", help="fra.txt or fra-eng.zip the checkpoint was trained on "
-                   "(default: the downloaded copy in the cache; 'demo' for the bundled corpus)")
+    p.add_argument("--data", help="fra.txt or fra-eng.zip to read, or 'demo' (default: the file the "
+                   "checkpoint records it was trained on, checked against its SHA-256; else the downloaded copy)")
     p.add_argument("--split", choices=["val", "train"], default="val")
     p.add_argument("--num-samples", type=_num_samples, default=None,
                    help="samples to read (default: the checkpoint's; 'all' for the whole file)")
@@ -508,6 +508,18 @@ def add_evaluate(sub) -> None:
     p.add_argument("--demo", type=int, default=20, metavar="N",
                    help="decode the first N training sentences, as the seed does (default 20; 0: none)")
     p.set_defaults(func=run_evaluate)
+
+
+def _check_same_data(trained, path, inputs, targets) -> None:
+    """The recorded data file still holds the texts the run was trained on (its data_sha256)."""
+    import types
+
+    from .train import data_fingerprint
+
+    want = trained.manifest.get("data_sha256")
+    if want and data_fingerprint(types.SimpleNamespace(input_texts=inputs, target_texts=targets)) != want:
+        raise ValueError(f"{path} has changed since {trained.path} was trained on it (its SHA-256 differs); "
+                         "pass --data PATH to the file it was trained on")
 
 
 def run_evaluate(args) -> int:
@@ -522,9 +534,16 @@ def run_evaluate(args) -> int:
     decode.check_trained(trained, args.checkpoint)
     config = trained.config
     num_samples = config.num_samples if args.num_samples is None else args.num_samples
-    path = data_mod.resolve_data(args.data)
+    recorded = trained.manifest.get("data")
+    recorded = recorded.get("path") if isinstance(recorded, dict) else None
+    path = data_mod.resolve_data(args.data if args.data is not None or recorded is None else recorded)
+    if args.data is None and recorded is not None and not Path(recorded).is_file():
+        raise ValueError(f"{trained.path} was trained on {recorded}, which no longer exists; "
+                         f"pass --data PATH to that file (or its copy)")
     text, source = data_mod.read_text(path)
     inputs, targets = data_mod.parse_pairs(text, num_samples, source)
+    if args.data is None and recorded is not None and num_samples == config.num_samples:
+        _check_same_data(trained, recorded, inputs, targets)
     references = [t.removeprefix(data_mod.START).removesuffix(data_mod.END) for t in targets]
     n = len(inputs)
     split_at = split_train_val(n, config.validation_split)

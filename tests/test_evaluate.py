@@ -159,3 +159,32 @@ def test_evaluate_errors(ckpt, tmp_path):
     assert rc == 2 and "missing.txt: no such file" in err
     rc, _, err = run(["evaluate", ckpt, "--data", "demo", "--split", "test"])
     assert rc == 2 and "invalid choice" in err
+
+
+def test_evaluate_reads_the_data_its_run_recorded(tmp_path):
+    """Without --data, evaluate reads the file the checkpoint records (checked against the
+    recorded SHA-256), as --resume does; a gone or changed file is a one-line error."""
+    from minis2s import checkpoint, train
+
+    params, ds, config, _ = tiny_model()
+    copy = tmp_path / "pairs.txt"
+    copy.write_bytes(DEMO_PATH.read_bytes())
+    ckpt = checkpoint.save_trained(tmp_path / "ckpt", params, config, ds,
+                                   {"data": {"path": str(copy)}, "data_sha256": train.data_fingerprint(ds)})
+    rc, out, err = run(["evaluate", str(ckpt), "--demo", "0", "--out", str(tmp_path / "a.tsv")])
+    assert rc == 0, err
+    assert f"of 140 from {copy}" in out
+    rc, _, err = run(["evaluate", str(ckpt), "--data", "demo", "--demo", "0", "--out", str(tmp_path / "b.tsv")])
+    assert rc == 0, err
+    assert read_tsv(tmp_path / "a.tsv") == read_tsv(tmp_path / "b.tsv")
+
+    copy.write_text(DEMO_PATH.read_text(encoding="utf-8").replace("Go.", "Go!", 1), encoding="utf-8")
+    rc, out, err = run(["evaluate", str(ckpt), "--demo", "0"])
+    assert rc == 2 and out == ""
+    assert err.strip().splitlines() == [f"minis2s evaluate: error: {copy} has changed since {ckpt} was trained on it "
+                                        "(its SHA-256 differs); pass --data PATH to the file it was trained on"]
+    copy.unlink()
+    rc, out, err = run(["evaluate", str(ckpt), "--demo", "0"])
+    assert rc == 2 and out == ""
+    assert err.strip().splitlines() == [f"minis2s evaluate: error: {ckpt} was trained on {copy}, which no longer "
+                                        "exists; pass --data PATH to that file (or its copy)"]
