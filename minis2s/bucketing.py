@@ -104,7 +104,7 @@ class Batcher:
         mask_padding: add ``mask (rows, T)`` for a loss over real target characters only.
         step: the first width (and first increment) of the bucket ladder.
 
-    Every batch holds ``encoder_tokens, decoder_tokens, target_tokens, weight`` (and
+    Every batch holds ``encoder_tokens, encoder_lengths, decoder_tokens, target_tokens, weight`` (and
     ``mask``). With neither option and ``rows == batch_size`` the batches are exactly
     :func:`minis2s.train.batches`'.
     """
@@ -164,6 +164,7 @@ class Batcher:
             "encoder_tokens": self.data.encoder_tokens[full, :e],
             "decoder_tokens": self.data.decoder_tokens[full, :d],
             "target_tokens": self.data.target_tokens[full, :d],
+            "encoder_lengths": self.data.encoder_lengths[full],
             "weight": weight,
         }
         if self.mask_padding:

@@ -329,11 +329,13 @@ def read_arrays(directory: str | os.PathLike, fname: str, manifest: dict[str, An
 
 def expected_param_shapes(meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """Parameter shapes the manifest's config and vocabularies call for."""
-    from .model import ModelConfig, param_shapes
+    from .models import ModelConfig, param_shapes
 
-    return param_shapes(
-        ModelConfig(len(meta["input_chars"]), len(meta["target_chars"]), int(meta["config"]["latent_dim"]))
-    )
+    c = meta["config"]
+    return param_shapes(ModelConfig(
+        len(meta["input_chars"]), len(meta["target_chars"]), int(c["latent_dim"]),
+        c.get("model", "seed"), c.get("cell", "lstm"),
+    ))
 
 
 def _check_param_shapes(directory: Path, flat: dict[str, np.ndarray], meta: dict[str, Any]) -> None:

@@ -65,8 +65,20 @@ def _seed(s: str) -> int:
 
 # Flags that define the model, the data split or the shuffles: fixed once a run exists.
 _FIXED_ON_RESUME = (
-    "num_samples", "batch_size", "latent_dim", "validation_split", "seed", "grad", "bucket", "mask_padding",
+    "num_samples", "batch_size", "latent_dim", "validation_split", "seed", "grad", "model", "cell", "bucket",
+    "mask_padding",
 )
+
+
+def _add_model_options(p, default_model: str | None = None, default_cell: str | None = None) -> None:
+    """``--model`` and ``--cell``, their choices read from the registries."""
+    from .cells import CELLS
+    from .models import MODELS
+
+    p.add_argument("--model", choices=tuple(MODELS), default=default_model,
+                   help="which model: 'seed' is the Keras example (default seed)")
+    p.add_argument("--cell", choices=tuple(CELLS), default=default_cell,
+                   help="recurrent cell of the encoder and decoder (default lstm)")
 
 
 def add_train(sub) -> None:
@@ -91,6 +103,7 @@ def add_train(sub) -> None:
         "--grad", choices=("autodiff", "bptt"),
         help=f"LSTM gradient: hand-derived BPTT or JAX autodiff (same numbers; default: {d.grad})",
     )
+    _add_model_options(p)
     p.add_argument("--out", help="run directory for checkpoints and history (default: runs/seed)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest complete checkpoint")
     p.add_argument("--patience", type=_positive_int,
@@ -148,7 +161,7 @@ def _run_train(args, held: contextlib.ExitStack) -> int:
 
     from . import data as data_mod
     from . import parallel
-    from .train import Config, load_state, split_train_val
+    from .train import Config, load_state, model_config, split_train_val
 
     if args.distributed:  # before anything touches a device
         parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
@@ -236,8 +249,7 @@ def _run_train(args, held: contextlib.ExitStack) -> int:
                 f"--batch-size {config.batch_size} is larger than the training set ({split_at} of {len(ds)} samples, "
                 f"the rest is validation); use --batch-size {split_at} or less, or more --num-samples"
             )
-    resources.check_fits(len(ds.input_vocab), len(ds.target_vocab), config.latent_dim,
-                         parallel.padded_batch_size(config.batch_size, mesh),
+    resources.check_fits(model_config(config, ds), parallel.padded_batch_size(config.batch_size, mesh),
                          ds.max_encoder_seq_length, ds.max_decoder_seq_length)  # before init
     if writer and not args.resume:  # before any work: the run directory must be writable and ours alone
         _check_writable(out)
@@ -262,10 +274,10 @@ def _check_writable(out: Path) -> None:
 
 
 def _train_and_report(args, config, ds, path, out, state, options, mesh, writer) -> int:
-    from . import parallel
+    from . import models, parallel
     from .bucketing import encoder_pad_width
     from .decode import greedy_reference
-    from .train import fit
+    from .train import fit, model_config
 
     _describe(ds)
     extra = {"data": {"path": str(Path(path).resolve())}, "options": options}
@@ -276,6 +288,7 @@ def _train_and_report(args, config, ds, path, out, state, options, mesh, writer)
         mesh=mesh,
     )
     params = parallel.to_host(params)  # replicated arrays -> this process's copy
+    model = models.build(model_config(config, ds))
     if not writer:
         return 0
     found = [p.name for _, p in checkpoint.list_checkpoints(out)]
@@ -285,7 +298,8 @@ def _train_and_report(args, config, ds, path, out, state, options, mesh, writer)
         enc = ds.encoder_tokens[i]
         if config.bucket:  # pad as training did: to the sentence's bucket width
             enc = enc[: encoder_pad_width(len(ds.input_texts[i]), ds.max_encoder_seq_length)]
-        decoded = greedy_reference(params, enc, ds.target_vocab, ds.max_decoder_seq_length)
+        decoded = greedy_reference(params, enc, ds.target_vocab, ds.max_decoder_seq_length, model,
+                                   len(ds.input_texts[i]))
         print("-")
         print("Input sentence:", ds.input_texts[i])
         print("Decoded sentence:", decoded.rstrip("\n"))
@@ -316,6 +330,7 @@ def add_gradcheck(sub) -> None:
     p.add_argument("--grad", choices=("bptt", "autodiff"), default="bptt",
                    help="which LSTM gradient to check: the hand-derived BPTT that training uses "
                    "by default, or JAX autodiff (default bptt)")
+    _add_model_options(p, "seed", "lstm")
     p.set_defaults(func=run_gradcheck)
 
 
@@ -323,8 +338,8 @@ def run_gradcheck(args) -> int:
     import jax
     import numpy as np
 
+    from . import models
     from .gradcheck import check_grads
-    from .model import ModelConfig, init_params, make_apply
     from .train import loss_fn
 
     if args.directions < 0 or not args.rtol > 0 or not args.atol >= 0:
@@ -332,21 +347,23 @@ def run_gradcheck(args) -> int:
     # A tiny random problem: 7 input and 9 output tokens, 3 samples, short sequences,
     # one padding row of weight 0 as in a real last batch.
     v_in, v_out, batch_size, t_enc, t_dec = 7, 9, 3, 5, 6
-    config = ModelConfig(v_in, v_out, args.latent_dim)
-    params = init_params(jax.random.PRNGKey(args.seed), config)
+    model = models.build(models.ModelConfig(v_in, v_out, args.latent_dim, args.model, args.cell), args.grad)
+    params = model.init(jax.random.PRNGKey(args.seed))
     rng = np.random.default_rng(args.seed)
     batch = {
         "encoder_tokens": rng.integers(0, v_in, (batch_size, t_enc)).astype(np.int32),
+        "encoder_lengths": np.array([t_enc, t_enc - 2, 1], np.int32),
         "decoder_tokens": rng.integers(0, v_out, (batch_size, t_dec)).astype(np.int32),
         "target_tokens": rng.integers(0, v_out, (batch_size, t_dec)).astype(np.int32),
         "weight": np.array([1.0, 1.0, 0.0], np.float32),
     }
     print(
         f"gradcheck: loss of a {v_in}->{v_out}-token model, latent_dim {args.latent_dim}, "
-        f"batch {batch_size}x{t_enc}->{t_dec}, seed {args.seed}, {args.grad} LSTM gradient"
+        f"batch {batch_size}x{t_enc}->{t_dec}, seed {args.seed}, model {args.model}, {args.cell} cell, "
+        f"{args.grad} gradient"
     )
     report = check_grads(
-        lambda p: loss_fn(p, batch, make_apply(args.grad))[0],
+        lambda p: loss_fn(p, batch, model.apply)[0],
         params,
         entries=args.entries,
         directions=args.directions,

@@ -201,6 +201,12 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.input_texts)
 
+    @functools.cached_property
+    def encoder_lengths(self) -> np.ndarray:
+        """``(N,)`` int32: characters in each English sentence (its encoder tokens before
+        the padding)."""
+        return np.fromiter(map(len, self.input_texts), np.int32, len(self.input_texts))
+
     @property
     def max_encoder_seq_length(self) -> int:
         return self.encoder_tokens.shape[1]

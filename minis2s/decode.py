@@ -31,13 +31,48 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import lstm
+from . import models
 from .bucketing import encoder_pad_width
 from .data import END, PAD, START, Vocab
-from .model import Params, decode_step, encode
+from .models import Memory, Model, ModelConfig, Params, State
 
-_encode = jax.jit(encode)
-_decode_step = jax.jit(decode_step)
+
+def model_for(params: Params) -> Model:
+    """The seed LSTM model whose sizes fit ``params`` (the default of every decoder here).
+
+    Other models are passed explicitly (``model=models.build(config)``); a checkpoint's is
+    built by :func:`model_of`.
+    """
+    v_in = params["encoder"]["kernel"].shape[0]
+    v_out = params["dense"]["bias"].shape[0]
+    h = params["decoder"]["recurrent_kernel"].shape[0]
+    return models.build(ModelConfig(v_in, v_out, h))
+
+
+def model_of(trained) -> Model:
+    """The :class:`~minis2s.models.Model` a :class:`minis2s.checkpoint.Trained` was trained as."""
+    c = trained.config
+    return models.build(ModelConfig(
+        len(trained.input_vocab), len(trained.target_vocab), c.latent_dim,
+        getattr(c, "model", "seed"), getattr(c, "cell", "lstm"),
+    ))
+
+
+def _lengths(encoder_tokens: jax.Array, encoder_lengths: jax.Array | None) -> jax.Array:
+    """``(B,)`` int32 lengths; ``None`` means every row fills the width (no padding)."""
+    if encoder_lengths is None:
+        return jnp.full((encoder_tokens.shape[0],), encoder_tokens.shape[1], jnp.int32)
+    return jnp.asarray(encoder_lengths, jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _encode_jit(model: Model, params, encoder_tokens, encoder_lengths):
+    return model.encode(params, encoder_tokens, encoder_lengths)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _decode_step_jit(model: Model, params, memory, token, state):
+    return model.decode_step(params, memory, token, state)
 
 
 def greedy_reference(
@@ -45,20 +80,27 @@ def greedy_reference(
     encoder_tokens: np.ndarray,
     target_vocab: Vocab,
     max_decoder_seq_length: int,
+    model: Model | None = None,
+    encoder_length: int | None = None,
 ) -> str:
     """Decode one sentence exactly as the seed's ``decode_sequence`` does.
 
     Args:
         encoder_tokens: ``(T_enc,)`` or ``(1, T_enc)`` int tokens of one padded sentence.
+        model: the model's functions (default: the seed LSTM, :func:`model_for`).
+        encoder_length: characters before the padding (default: the whole width).
     Returns:
         the decoded characters, ending in ``"\\n"`` unless the limit
         (``max_decoder_seq_length + 1`` characters, as in the seed) stopped it first.
     """
-    state = _encode(params, jnp.asarray(encoder_tokens).reshape(1, -1))
+    model = model or model_for(params)
+    x = jnp.asarray(encoder_tokens).reshape(1, -1)
+    length = jnp.array([x.shape[1] if encoder_length is None else encoder_length], jnp.int32)
+    memory, state = _encode_jit(model, params, x, length)
     token = jnp.array([target_vocab.index[START]], jnp.int32)
     decoded = ""
     while True:
-        probs, state = _decode_step(params, token, state)
+        probs, state, _ = _decode_step_jit(model, params, memory, token, state)
         k = int(jnp.argmax(probs[0]))
         char = target_vocab.chars[k]
         decoded += char
@@ -70,45 +112,40 @@ def greedy_reference(
 # --------------------------------------------------------------------------- batched greedy
 
 
-def _encode_batch(params: Params, encoder_tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """:func:`minis2s.model.encode` with the input rows gathered one step at a time.
-
-    The same numbers (``kernel[x_t] + bias``, then the same cell), but the ``(T, B, 4H)``
-    projection of the whole batch is never materialised: for a few hundred sentences it
-    does not fit in cache, and this scan runs about twice as fast on CPU.
-    """
-    enc = params["encoder"]
-
-    def step(state, tokens_t):  # tokens_t: (B,)
-        return lstm.cell(enc, enc["kernel"][tokens_t] + enc["bias"], state), None
-
-    h0 = jnp.zeros((encoder_tokens.shape[0], enc["recurrent_kernel"].shape[0]), enc["recurrent_kernel"].dtype)
-    state, _ = jax.lax.scan(step, (h0, h0), encoder_tokens.T)
-    return state
-
-
 def _greedy_loop(
-    params: Params, state: tuple[jax.Array, jax.Array], *, start_token: int, end_token: int, max_steps: int
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The decoder loop of :func:`greedy_batch`, from the encoder's final state ``(B, H)`` x 2."""
+    model: Model, params: Params, memory: Memory, state: State, *, start_token: int, end_token: int,
+    max_steps: int, with_extras: bool = False,
+) -> tuple[jax.Array, jax.Array, jax.Array, dict]:
+    """The decoder loop of :func:`greedy_batch`, from the encoder's ``memory`` and ``state``.
+
+    With ``with_extras``, each step's ``extra`` arrays (:meth:`Model.decode_step`; the
+    attention weights) are kept, ``(B, max_steps, ...)``; else the last dict is ``{}``.
+    """
     batch = state[0].shape[0]
+    start = jnp.full((batch,), start_token, jnp.int32)
+    if with_extras:
+        _, _, extra_shapes = jax.eval_shape(model.decode_step, params, memory, start, state)
+        extras = jax.tree.map(lambda a: jnp.zeros((max_steps, *a.shape), a.dtype), extra_shapes)
+    else:
+        extras = {}
     init = (
         jnp.int32(0),
-        jnp.full((batch,), start_token, jnp.int32),  # previous token
+        start,  # previous token
         state,
         jnp.zeros((batch,), bool),  # done
         jnp.zeros((batch,), jnp.int32),  # lengths
         jnp.zeros((batch,), jnp.float32),  # log-prob
         jnp.full((max_steps, batch), end_token, jnp.int32),  # tokens, time-major: row t is contiguous
+        extras,
     )
 
     def cond(carry):
-        t, _, _, done, _, _, _ = carry
+        t, _, _, done, _, _, _, _ = carry
         return (t < max_steps) & ~jnp.all(done)
 
     def body(carry):
-        t, prev, state, done, lengths, logprob, tokens = carry
-        probs, state = decode_step(params, prev, state)  # (B, V)
+        t, prev, state, done, lengths, logprob, tokens, extras = carry
+        probs, state, extra = model.decode_step(params, memory, prev, state)  # (B, V)
         k = jnp.argmax(probs, axis=-1).astype(jnp.int32)  # (B,)
         p_k = jnp.take_along_axis(probs, k[:, None], axis=1)[:, 0]
         live = ~done
@@ -116,52 +153,66 @@ def _greedy_loop(
         lengths = lengths + live.astype(jnp.int32)
         logprob = logprob + jnp.where(live, jnp.log(p_k), 0.0)
         done = done | (k == end_token)
-        return t + 1, k, state, done, lengths, logprob, tokens
+        if with_extras:
+            extras = jax.tree.map(lambda buf, e: buf.at[t].set(e), extras, extra)
+        return t + 1, k, state, done, lengths, logprob, tokens, extras
 
-    _, _, _, _, lengths, logprob, tokens = jax.lax.while_loop(cond, body, init)
-    return tokens.T, lengths, logprob
+    _, _, _, _, lengths, logprob, tokens, extras = jax.lax.while_loop(cond, body, init)
+    return tokens.T, lengths, logprob, jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), extras)
 
 
-@functools.partial(jax.jit, static_argnames=("start_token", "end_token", "max_steps"))
+@functools.partial(jax.jit, static_argnames=("start_token", "end_token", "max_steps", "model", "with_extras"))
 def greedy_batch(
     params: Params,
     encoder_tokens: jax.Array,
+    encoder_lengths: jax.Array | None = None,
     *,
     start_token: int,
     end_token: int,
     max_steps: int,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
+    model: Model | None = None,
+    with_extras: bool = False,
+):
     """Greedy decoding of a batch: ``y_t = argmax_v p(v | y_<t, x)`` for every row at once.
 
-    A ``lax.while_loop`` runs one :func:`minis2s.model.decode_step` per iteration and stops
-    as soon as every row has emitted ``end_token`` or after ``max_steps`` steps. A row that
-    has finished keeps computing (the batch is one matrix) but its tokens, length and score
+    A ``lax.while_loop`` runs one ``model.decode_step`` per iteration and stops as soon as
+    every row has emitted ``end_token`` or after ``max_steps`` steps. A row that has
+    finished keeps computing (the batch is one matrix) but its tokens, length and score
     no longer change.
 
     Args:
         encoder_tokens: ``(B, T_enc)`` int tokens, padded as in training.
+        encoder_lengths: ``(B,)`` characters before the padding (default: the full width).
         max_steps: the most characters per row (the seed: ``max_decoder_seq_length + 1``).
+        model: the model's functions (default: the seed LSTM, :func:`model_for`).
+        with_extras: also return each step's ``extra`` arrays (attention weights).
     Returns:
         ``tokens (B, max_steps)`` int32 (``end_token`` after the end), ``lengths (B,)``
         (characters emitted, the end token included) and ``logprob (B,)``, the sum of
-        ``log p`` of the emitted characters.
+        ``log p`` of the emitted characters; with ``with_extras`` a fourth item, a dict of
+        ``(B, max_steps, ...)`` arrays.
     """
-    state = _encode_batch(params, encoder_tokens)  # (h, c), each (B, H)
-    return _greedy_loop(params, state, start_token=start_token, end_token=end_token, max_steps=max_steps)
+    model = model or model_for(params)
+    memory, state = model.encode(params, encoder_tokens, _lengths(encoder_tokens, encoder_lengths))
+    tokens, lengths, logprob, extras = _greedy_loop(
+        model, params, memory, state, start_token=start_token, end_token=end_token, max_steps=max_steps,
+        with_extras=with_extras,
+    )
+    return (tokens, lengths, logprob, extras) if with_extras else (tokens, lengths, logprob)
 
 
 # --------------------------------------------------------------------------- beam search
 
 
 def _beam_loop(
-    params: Params, state: tuple[jax.Array, jax.Array], *, beam_width: int, start_token: int, end_token: int,
-    max_steps: int,
+    model: Model, params: Params, memory: Memory, state: State, *, beam_width: int, start_token: int,
+    end_token: int, max_steps: int,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The search of :func:`beam_batch`: all ``K`` final beams, ``(B, K, S)``, ``(B, K)``, ``(B, K)``."""
-    h, c = state  # (B, H) each
-    batch, k_beams = h.shape[0], beam_width
-    # (B*K, H): beam j of row b lives at b*K + j
-    state = (jnp.repeat(h, k_beams, axis=0), jnp.repeat(c, k_beams, axis=0))
+    batch, k_beams = state[0].shape[0], beam_width
+    # (B*K, ...): beam j of row b lives at b*K + j, for the state and the memory alike
+    tile = lambda a: jnp.repeat(a, k_beams, axis=0)  # noqa: E731
+    state, memory = jax.tree.map(tile, state), jax.tree.map(tile, memory)
     init = (
         jnp.int32(0),
         jnp.full((batch * k_beams,), start_token, jnp.int32),
@@ -179,7 +230,7 @@ def _beam_loop(
 
     def body(carry):
         t, prev, state, done, lengths, scores, tokens = carry
-        probs, (h, c) = decode_step(params, prev, state)  # (B*K, V)
+        probs, state, _ = model.decode_step(params, memory, prev, state)  # (B*K, V)
         vocab = probs.shape[-1]
         logp = jnp.log(probs).reshape(batch, k_beams, vocab)  # (B, K, V)
         # a finished beam's only proposal: itself, at column end_token, score unchanged
@@ -194,7 +245,7 @@ def _beam_loop(
         lengths = jnp.take_along_axis(lengths, src, axis=1) + (~src_done).astype(jnp.int32)
         done = src_done | (tok == end_token)
         rows = (jnp.arange(batch)[:, None] * k_beams + src).reshape(-1)  # (B*K,)
-        state = (h[rows], c[rows])
+        state = jax.tree.map(lambda a: a[rows], state)  # each survivor takes its source's state
         return t + 1, tok.reshape(-1), state, done, lengths, scores, tokens
 
     _, _, _, _, lengths, scores, tokens = jax.lax.while_loop(cond, body, init)
@@ -202,18 +253,20 @@ def _beam_loop(
 
 
 @functools.partial(
-    jax.jit, static_argnames=("beam_width", "keep_greedy", "start_token", "end_token", "max_steps")
+    jax.jit, static_argnames=("beam_width", "keep_greedy", "start_token", "end_token", "max_steps", "model")
 )
 def beam_batch(
     params: Params,
     encoder_tokens: jax.Array,
     length_alpha: float | jax.Array = 0.0,
+    encoder_lengths: jax.Array | None = None,
     *,
     beam_width: int,
     keep_greedy: bool = True,
     start_token: int,
     end_token: int,
     max_steps: int,
+    model: Model | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Beam search of width ``K`` over a batch; returns the best hypothesis of each row.
 
@@ -221,10 +274,11 @@ def beam_batch(
     At every step each live beam proposes all ``V`` one-character extensions with score
     ``s + log p(v | y_<=t, x)``; a finished beam (it emitted ``end_token``) proposes only
     itself, unchanged. The ``K`` best of the ``K * V`` proposals survive (``lax.top_k``),
-    their LSTM states are gathered from the beams they extend. At step 0 all beams hold
-    the same start, so only beam 0 proposes (the others start at ``-inf``). The search
-    stops when every beam of every row has finished, or after ``max_steps``. With
-    ``K = 1`` every step keeps the single most probable character: greedy decoding.
+    their decoder states are gathered from the beams they extend (the encoder's memory is
+    tiled once, ``K`` copies per row). At step 0 all beams hold the same start, so only
+    beam 0 proposes (the others start at ``-inf``). The search stops when every beam of
+    every row has finished, or after ``max_steps``. With ``K = 1`` every step keeps the
+    single most probable character: greedy decoding.
 
     The winner of each row is the final beam with the highest
 
@@ -245,11 +299,12 @@ def beam_batch(
         ``tokens (B, max_steps)``, ``lengths (B,)`` and ``logprob (B,)`` of each row's
         winner, as :func:`greedy_batch` returns them.
     """
+    model = model or model_for(params)
     statics = dict(start_token=start_token, end_token=end_token, max_steps=max_steps)
-    state = _encode_batch(params, encoder_tokens)  # (h, c), each (B, H)
-    tokens, lengths, scores = _beam_loop(params, state, beam_width=beam_width, **statics)
+    memory, state = model.encode(params, encoder_tokens, _lengths(encoder_tokens, encoder_lengths))
+    tokens, lengths, scores = _beam_loop(model, params, memory, state, beam_width=beam_width, **statics)
     if keep_greedy and beam_width > 1:
-        g_tokens, g_lengths, g_scores = _greedy_loop(params, state, **statics)
+        g_tokens, g_lengths, g_scores, _ = _greedy_loop(model, params, memory, state, **statics)
         # greedy's output joins as candidate K; on a tie the beam's (earlier) wins
         tokens = jnp.concatenate([tokens, g_tokens[:, None]], axis=1)  # (B, K+1, S)
         lengths = jnp.concatenate([lengths, g_lengths[:, None]], axis=1)
@@ -306,6 +361,7 @@ def decode_tokens(
     batch_size: int = 256,
     input_lengths: Sequence[int] | None = None,
     keep_greedy: bool = True,
+    model: Model | None = None,
 ) -> list[Hypothesis]:
     """Decode ``encoder_tokens (N, T_enc)`` in batches; one :class:`Hypothesis` per row, in order.
 
@@ -314,7 +370,9 @@ def decode_tokens(
     copies of its first row up to a power of two, so a few shapes are compiled, not one
     per chunk). When ``input_lengths`` is given, rows are
     grouped by input length first: sentences of similar length finish at similar steps, so
-    the ``while_loop`` of each chunk ends sooner. Results are returned in input order.
+    the ``while_loop`` of each chunk ends sooner; they are also the encoder lengths a model
+    with attention masks by (without them every row fills the width). ``model``: the
+    model's functions (default: the seed LSTM). Results are returned in input order.
     """
     if beam < 1:
         raise ValueError(f"beam width must be at least 1, got {beam}")
@@ -324,11 +382,16 @@ def decode_tokens(
     n = encoder_tokens.shape[0]
     if n == 0:
         return []
-    order = np.argsort(np.asarray(input_lengths), kind="stable") if input_lengths is not None else np.arange(n)
+    if input_lengths is None:
+        order, lengths_all = np.arange(n), np.full(n, encoder_tokens.shape[1], np.int32)
+    else:
+        lengths_all = np.asarray(input_lengths, np.int32)
+        order = np.argsort(lengths_all, kind="stable")
     statics = dict(
         start_token=target_vocab.index[START],
         end_token=target_vocab.index[END],
         max_steps=max_decoder_seq_length + 1,  # the seed stops after max_decoder_seq_length + 1 chars
+        model=model or model_for(params),
     )
     chars = target_vocab.chars
     out: list[Hypothesis | None] = [None] * n
@@ -336,12 +399,12 @@ def decode_tokens(
         idx = order[start : start + batch_size]
         rows = _bucket(len(idx), batch_size)
         padded = np.concatenate([idx, np.full(rows - len(idx), idx[0])])
-        x = jnp.asarray(encoder_tokens[padded])
+        x, x_len = jnp.asarray(encoder_tokens[padded]), jnp.asarray(lengths_all[padded])
         if beam == 1:
-            tokens, lengths, logprob = greedy_batch(params, x, **statics)
+            tokens, lengths, logprob = greedy_batch(params, x, x_len, **statics)
         else:
             tokens, lengths, logprob = beam_batch(
-                params, x, jnp.float32(length_alpha), beam_width=beam, keep_greedy=keep_greedy, **statics
+                params, x, jnp.float32(length_alpha), x_len, beam_width=beam, keep_greedy=keep_greedy, **statics
             )
         tokens, lengths, logprob = jax.device_get((tokens, lengths, logprob))
         for j, i in enumerate(idx):
@@ -359,18 +422,21 @@ def check_trained(trained, where: str = "checkpoint") -> None:
     say here which array is wrong. Raises :class:`minis2s.checkpoint.CheckpointError`.
     """
     from .checkpoint import CheckpointError
-    from .model import ModelConfig, param_shapes
 
     p = trained.params
     v_in, v_out = len(trained.input_vocab), len(trained.target_vocab)
     try:
         h = p["decoder"]["recurrent_kernel"].shape[0]
-        for path, shape in param_shapes(ModelConfig(v_in, v_out, h)).items():
-            layer, name = path.split("/")
-            got = tuple(p[layer][name].shape)
+        c = trained.config
+        sizes = ModelConfig(v_in, v_out, h, getattr(c, "model", "seed"), getattr(c, "cell", "lstm"))
+        for path, shape in models.param_shapes(sizes).items():
+            node = p
+            for key in path.split("/"):
+                node = node[key]
+            got = tuple(node.shape)
             if got != shape:
                 raise CheckpointError(
-                    f"{where}: {layer}/{name} has shape {got}, expected {shape} for "
+                    f"{where}: {path} has shape {got}, expected {shape} for "
                     f"{v_in} input and {v_out} target characters and latent size {h}"
                 )
     except (KeyError, TypeError, AttributeError) as e:
@@ -499,6 +565,7 @@ def translate(
     )
     todo = [i for i, p in enumerate(prepared) if p.text]  # None (skipped) and "" need no model
     hyps: dict[int, Hypothesis] = {}
+    model = model_of(trained)
     enc_texts = [prepared[i].text for i in todo]
     max_enc = trained.max_encoder_seq_length
     # The encoder reads its padding too, so inputs are padded as training padded them: to the
@@ -513,7 +580,7 @@ def translate(
         decoded = decode_tokens(
             trained.params, trained.input_vocab.encode(group_texts, width), trained.target_vocab,
             trained.max_decoder_seq_length, beam=beam, length_alpha=length_alpha, batch_size=batch_size,
-            input_lengths=[len(t) for t in group_texts],
+            input_lengths=[len(t) for t in group_texts], model=model,
         )
         hyps.update((todo[j], h) for j, h in zip(group, decoded))
     return [
@@ -524,5 +591,5 @@ def translate(
 
 __all__ = [
     "Hypothesis", "InputError", "check_trained", "ON_ERROR", "Prepared", "Translation", "beam_batch", "decode_tokens",
-    "describe_char", "greedy_batch", "greedy_reference", "prepare_inputs", "translate",
+    "describe_char", "greedy_batch", "greedy_reference", "model_for", "model_of", "prepare_inputs", "translate",
 ]

@@ -4,8 +4,9 @@ A model far too large for the machine should be refused with a number, not fail 
 XLA's allocator (or be killed by the operating system) after the data were read and the
 step compiled. The estimate counts float32 values:
 
-- parameters ``P = 4H (V_in + H + 1) + 4H (V_out + H + 1) + V_out (H + 1)``
-  (encoder and decoder LSTM: kernel, recurrent kernel, bias; Dense: kernel, bias);
+- parameters ``P``, counted from the shapes the model's ``init`` would make
+  (:func:`minis2s.models.param_shapes`, traced, nothing allocated); for the seed,
+  ``P = 4H (V_in + H + 1) + 4H (V_out + H + 1) + V_out (H + 1)``;
 - RMSprop's running mean of squared gradients, one value per parameter: ``P``;
 - the gradient and the update of one step: ``2P``;
 - activations kept for the backward pass, per row and time step: the four gates, ``c`` and
@@ -28,10 +29,10 @@ class ModelTooLarge(ValueError):
     """Training these settings cannot fit in the device's memory; the message has the figure."""
 
 
-def training_bytes(v_in: int, v_out: int, latent: int, batch: int, t_enc: int, t_dec: int) -> dict[str, int]:
-    """Rough bytes of training the seed model, by part (see the module docstring)."""
+def training_bytes(n_params: int, v_out: int, latent: int, batch: int, t_enc: int, t_dec: int) -> dict[str, int]:
+    """Rough bytes of training a model of ``n_params`` parameters, by part (see the module docstring)."""
     h = latent
-    params = FLOAT32 * (4 * h * (v_in + h + 1) + 4 * h * (v_out + h + 1) + v_out * (h + 1))
+    params = FLOAT32 * n_params
     activations = FLOAT32 * batch * ((t_enc + t_dec) * 6 * h + t_dec * 2 * v_out)
     return {
         "parameters": params,
@@ -64,9 +65,19 @@ def _gb(n: float) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
 
 
-def check_fits(v_in: int, v_out: int, latent: int, batch: int, t_enc: int, t_dec: int) -> None:
+def count_params(model_config) -> int:
+    """Parameters of a :class:`minis2s.models.ModelConfig`, from its shapes (nothing allocated)."""
+    import math
+
+    from .models import param_shapes
+
+    return sum(math.prod(shape) for shape in param_shapes(model_config).values())
+
+
+def check_fits(model_config, batch: int, t_enc: int, t_dec: int) -> None:
     """Raise :class:`ModelTooLarge` with the figure when training cannot fit in memory."""
-    parts = training_bytes(v_in, v_out, latent, batch, t_enc, t_dec)
+    latent = model_config.latent_dim
+    parts = training_bytes(count_params(model_config), model_config.num_decoder_tokens, latent, batch, t_enc, t_dec)
     need = sum(parts.values())
     have, where = available_bytes()
     if have is None or need <= have:
@@ -85,4 +96,4 @@ def is_out_of_memory(e: BaseException) -> bool:
     return type(e).__name__ in ("JaxRuntimeError", "XlaRuntimeError") and "RESOURCE_EXHAUSTED" in str(e)
 
 
-__all__ = ["ModelTooLarge", "available_bytes", "check_fits", "is_out_of_memory", "training_bytes"]
+__all__ = ["ModelTooLarge", "available_bytes", "check_fits", "count_params", "is_out_of_memory", "training_bytes"]

@@ -29,10 +29,12 @@ import numpy as np
 import optax
 
 from . import losses
+from . import models
 from . import parallel
 from .bucketing import Batcher, fill_rows
 from .data import Dataset
-from .model import LAYERS, ModelConfig, Params, apply, init_params, make_apply
+from .model import make_apply
+from .models import ModelConfig, Params
 
 Batch = dict[str, jax.Array]
 
@@ -54,6 +56,8 @@ class Config:
     # scripts/bench.py and docs/performance.md) or "autodiff" (JAX differentiates the scan;
     # the reference). Both give the same numbers within float tolerance.
     grad: str = "bptt"
+    model: str = "seed"  # an entry of minis2s.models.MODELS; "seed" is the Keras example
+    cell: str = "lstm"  # an entry of minis2s.cells.CELLS
     bucket: bool = False  # length buckets (minis2s/bucketing.py); departs from the seed
     mask_padding: bool = False  # loss over real target characters only; departs from the seed
 
@@ -68,8 +72,7 @@ class Config:
             raise ValueError(f"validation_split must be in (0, 1), got {self.validation_split}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate must be positive and finite, got {self.learning_rate}")
-        if self.grad not in LAYERS:
-            raise ValueError(f"grad must be one of {', '.join(LAYERS)}; got {self.grad!r}")
+        models.check_names(self.model, self.cell, self.grad)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -86,21 +89,24 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
 
 
 def model_config(config: Config, data: Dataset) -> ModelConfig:
-    return ModelConfig(len(data.input_vocab), len(data.target_vocab), config.latent_dim)
+    return ModelConfig(len(data.input_vocab), len(data.target_vocab), config.latent_dim, config.model, config.cell)
 
 
 # --------------------------------------------------------------------------- loss and step
 
 
-def loss_fn(params: Params, batch: Batch, apply_fn: Callable = apply) -> tuple[jax.Array, dict]:
+def loss_fn(params: Params, batch: Batch, apply_fn: Callable | None = None) -> tuple[jax.Array, dict]:
     """Weighted mean of the per-sample Keras loss, and the sums an epoch needs.
 
-    ``batch`` holds ``encoder_tokens (B, T_enc)``, ``decoder_tokens (B, T_dec)``,
-    ``target_tokens (B, T_dec)`` and ``weight (B,)`` (1 for real rows, 0 for padding rows).
+    ``batch`` holds ``encoder_tokens (B, T_enc)``, ``encoder_lengths (B,)`` (models with
+    attention need them), ``decoder_tokens (B, T_dec)``, ``target_tokens (B, T_dec)`` and
+    ``weight (B,)`` (1 for real rows, 0 for padding rows). ``apply_fn(params, batch)`` is
+    the model's teacher-forced forward pass (a :class:`minis2s.models.Model`'s ``apply``;
+    default: the seed with the hand-derived LSTM gradient, :func:`minis2s.model.make_apply`).
     The loss of a sample is the mean over its ``T_dec`` positions, so for a full batch the
     value equals Keras' mean over batch and time.
     """
-    probs = apply_fn(params, batch["encoder_tokens"], batch["decoder_tokens"])  # (B, T, V)
+    probs = (apply_fn or make_apply())(params, batch)  # (B, T, V)
     ce = losses.per_position_crossentropy(probs, batch["target_tokens"])  # (B, T)
     correct = losses.per_position_correct(probs, batch["target_tokens"])  # (B, T)
     w = batch["weight"]  # (B,)
@@ -137,8 +143,8 @@ def make_train_step(
 ):
     """``train_step(params, opt_state, batch) -> (params, opt_state, metrics)``, jitted.
 
-    ``apply_fn`` is the model's forward pass; when ``None`` it is :func:`minis2s.model.apply`
-    with the LSTM gradient named by ``grad`` (``"autodiff"`` or ``"bptt"``).
+    ``apply_fn(params, batch)`` is the model's forward pass; when ``None`` it is the seed's
+    (:func:`minis2s.model.make_apply`) with the LSTM gradient named by ``grad``.
     """
     return jax.jit(_step(optimizer, _resolve_apply(apply_fn, grad)))
 
@@ -150,7 +156,7 @@ def make_train_epoch(
 
     ``train_epoch(params, opt_state, data, index, weight) -> (params, opt_state, totals, step_losses)``:
     ``data`` holds the device-resident ``encoder_tokens, decoder_tokens, target_tokens``
-    ``(N, T)`` arrays, ``index`` ``(S, B)`` the rows of each of the ``S`` batches and
+    ``(N, T)`` and ``encoder_lengths (N,)`` arrays (:func:`device_data`), ``index`` ``(S, B)`` the rows of each of the ``S`` batches and
     ``weight`` ``(S, B)`` their weights (0 for padding rows). A ``lax.scan`` runs the same
     update as :func:`make_train_step` once per batch, in order; ``totals`` are the metric
     sums, added batch after batch in the same order as the per-step loop would;
@@ -165,7 +171,7 @@ def make_train_epoch(
         def body(carry, xs):
             params, opt_state, totals = carry
             idx, w = xs  # (B,), (B,)
-            batch = {k: data[k][idx] for k in ("encoder_tokens", "decoder_tokens", "target_tokens")}
+            batch = {k: v[idx] for k, v in data.items()}
             batch["weight"] = w
             params, opt_state, metrics = step(params, opt_state, batch)
             totals = jax.tree.map(jnp.add, totals, metrics)
@@ -179,7 +185,7 @@ def make_train_epoch(
     return jax.jit(train_epoch)
 
 
-def make_eval_step(apply_fn: Callable = apply):
+def make_eval_step(apply_fn: Callable | None = None):
     """``eval_step(params, batch) -> metrics`` (sums, as in :func:`loss_fn`), jitted."""
     return jax.jit(lambda params, batch: loss_fn(params, batch, apply_fn)[1])
 
@@ -200,6 +206,7 @@ def device_data(data: Dataset) -> dict[str, jax.Array]:
         "encoder_tokens": jnp.asarray(data.encoder_tokens),
         "decoder_tokens": jnp.asarray(data.decoder_tokens),
         "target_tokens": jnp.asarray(data.target_tokens),
+        "encoder_lengths": jnp.asarray(data.encoder_lengths),
     }
 
 
@@ -223,6 +230,7 @@ def batches(data: Dataset, indices: np.ndarray, batch_size: int) -> Iterator[Bat
             "encoder_tokens": data.encoder_tokens[idx],
             "decoder_tokens": data.decoder_tokens[idx],
             "target_tokens": data.target_tokens[idx],
+            "encoder_lengths": data.encoder_lengths[idx],
             "weight": weight,
         }
 
@@ -306,7 +314,7 @@ def initial_state(config: Config, data: Dataset, optimizer: optax.GradientTransf
     """Epoch 0: parameters from ``split(PRNGKey(seed))[0]`` (unless given), shuffles from ``[1]``."""
     init_key, shuffle_key = jax.random.split(jax.random.PRNGKey(config.seed))
     if params is None:
-        params = init_params(init_key, model_config(config, data))
+        params = models.build(model_config(config, data)).init(init_key)
     return TrainState(params, optimizer.init(params), 0, {k: [] for k in HISTORY_KEYS}, np.asarray(shuffle_key))
 
 
@@ -386,15 +394,16 @@ def _non_finite_message(what: str, value: float, epoch: int, step: int, steps: i
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_steps(config: Config):
+def _compiled_steps(config: Config, model_cfg: ModelConfig):
     """``(optimizer, train_step, train_epoch, eval_step)`` for a config, cached and shared by
     every :func:`fit` call in the process, so a resumed or repeated fit reuses the compilation."""
     optimizer = make_optimizer(config)
+    apply_fn = models.build(model_cfg, config.grad).apply
     return (
         optimizer,
-        make_train_step(optimizer, grad=config.grad),
-        make_train_epoch(optimizer, grad=config.grad),
-        make_eval_step(make_apply(config.grad)),
+        make_train_step(optimizer, apply_fn),
+        make_train_epoch(optimizer, apply_fn),
+        make_eval_step(apply_fn),
     )
 
 
@@ -445,7 +454,7 @@ def fit(
             f"{split_at} for training and {n - split_at} for validation; both must be non-empty"
         )
     optimizer, train_step, train_epoch, eval_step = _compiled_steps(
-        dataclasses.replace(config, epochs=1, num_samples=None)
+        dataclasses.replace(config, epochs=1, num_samples=None), model_config(config, data)
     )
     if state is None:
         state = initial_state(config, data, optimizer, params)

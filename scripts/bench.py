@@ -697,7 +697,7 @@ def run_profile(argv: list[str]) -> int:
     flops = flop_counts(B, t_enc, t_dec, H, v_out)
     head = jax.jit(jax.grad(lambda d, hs: train.loss_fn(
         {"encoder": params["encoder"], "decoder": params["decoder"], "dense": d}, batch,
-        lambda prm, e, dtok: model.dense_softmax(prm["dense"], hs))[0], argnums=(0, 1)))
+        lambda prm, b: model.dense_softmax(prm["dense"], hs))[0], argnums=(0, 1)))
     hs = jnp.full((B, t_dec, H), 0.1)
     rows.append(("dense + softmax + loss, forward + backward", cpu_ms(head, params["dense"], hs),
                  3 * 2 * B * t_dec * H * v_out))

@@ -6,11 +6,15 @@ with one beam.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from minis2s import decode
 from minis2s.data import END, START
+from minis2s.model import decode_step, encode
+
+_encode = jax.jit(encode)
+_decode_step = jax.jit(decode_step)
 
 
 def beam_search(params, enc_tokens, vocab, max_dec: int, width: int) -> list[tuple[np.float32, list[int]]]:
@@ -20,7 +24,7 @@ def beam_search(params, enc_tokens, vocab, max_dec: int, width: int) -> list[tup
     ``lax.top_k`` breaks ties in. A finished beam proposes only itself.
     """
     start, end = vocab.index[START], vocab.index[END]
-    state = decode._encode(params, jnp.asarray(enc_tokens)[None])
+    state = _encode(params, jnp.asarray(enc_tokens)[None])
     beams = [(np.float32(0.0), [], False, state)]  # (log p, tokens, finished, state)
     for _ in range(max_dec + 1):
         if all(b[2] for b in beams):
@@ -31,7 +35,7 @@ def beam_search(params, enc_tokens, vocab, max_dec: int, width: int) -> list[tup
                 candidates.append((score, toks, True, st))
                 continue
             prev = jnp.array([toks[-1] if toks else start], jnp.int32)
-            probs, st2 = decode._decode_step(params, prev, st)
+            probs, st2 = _decode_step(params, prev, st)
             logp = np.log(np.asarray(probs[0], np.float32))
             candidates += [(np.float32(score + logp[v]), toks + [v], v == end, st2) for v in range(len(vocab))]
         candidates.sort(key=lambda c: -c[0])

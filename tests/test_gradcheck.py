@@ -36,7 +36,9 @@ def tiny_problem():
 
 
 def model_loss(apply_fn, batch):
-    return lambda p: train.loss_fn(p, batch, apply_fn)[0]
+    """The training loss of ``apply_fn(params, encoder_tokens, decoder_tokens)``."""
+    on_batch = lambda p, b: apply_fn(p, b["encoder_tokens"], b["decoder_tokens"])  # noqa: E731
+    return lambda p: train.loss_fn(p, batch, on_batch)[0]
 
 
 # --------------------------------------------------------------------------- a hand-written LSTM backward
@@ -258,9 +260,9 @@ def test_cli_gradcheck(capsys):
     assert cli.main(["gradcheck", "--latent-dim", "4", "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "decoder/recurrent_kernel" in out and "8 leaves, 0 failed" in out
-    assert "bptt LSTM gradient" in out  # the gradient training uses by default
+    assert "model seed, lstm cell, bptt gradient" in out  # what training uses by default
     assert cli.main(["gradcheck", "--latent-dim", "4", "--grad", "autodiff", "--entries", "4"]) == 0
-    assert "autodiff LSTM gradient" in capsys.readouterr().out
+    assert "lstm cell, autodiff gradient" in capsys.readouterr().out
     # A tolerance no finite difference can meet: non-zero exit, failing leaves named.
     assert cli.main(["gradcheck", "--latent-dim", "4", "--entries", "3", "--rtol", "1e-30", "--atol", "0"]) == 1
     captured = capsys.readouterr()

@@ -155,7 +155,9 @@ def keras_gradients(m, x, y) -> tuple[float, dict]:
 
 
 def onehot_loss(params, b):
-    return losses.categorical_crossentropy(model.apply(params, b["x_enc"], b["x_dec"]), b["y"])
+    """Keras' loss on one-hot inputs, differentiated by JAX through the plain LSTM scan."""
+    probs = model.apply(params, b["x_enc"], b["x_dec"], model.LAYERS["autodiff"])
+    return losses.categorical_crossentropy(probs, b["y"])
 
 
 # --------------------------------------------------------------------------- forward, loss, gradients

@@ -171,13 +171,17 @@ def test_memory_estimate_counts_every_parameter_and_refuses_with_the_figure(caps
 
     v_in, v_out, h = 7, 9, 12
     params = model.init_params(jax.random.PRNGKey(0), model.ModelConfig(v_in, v_out, h))
-    parts = resources.training_bytes(v_in, v_out, h, batch=3, t_enc=5, t_dec=6)
-    assert parts["parameters"] == 4 * sum(x.size for x in jax.tree.leaves(params))
+    n = sum(x.size for x in jax.tree.leaves(params))
+    assert resources.count_params(model.ModelConfig(v_in, v_out, h)) == n
+    assert n == 4 * h * (v_in + h + 1) + 4 * h * (v_out + h + 1) + v_out * (h + 1)  # the seed's formula
+    parts = resources.training_bytes(n, v_out, h, batch=3, t_enc=5, t_dec=6)
+    assert parts["parameters"] == parts["RMSprop state"] == 4 * n and parts["gradients and updates"] == 8 * n
     assert parts["activations"] == 4 * 3 * ((5 + 6) * 6 * h + 6 * 2 * v_out)
     monkeypatch.setattr(resources, "available_bytes", lambda: (10**9, "this machine has"))
     line = _cli_error(capsys, "train", *KILL_ARGS, "--latent-dim", "8192", "--out", "/nonexistent/x")
     ds = data.load_dataset(data.DEMO_PATH, 40)
-    need = resources.training_bytes(len(ds.input_vocab), len(ds.target_vocab), 8192, 8,
+    big = model.ModelConfig(len(ds.input_vocab), len(ds.target_vocab), 8192)
+    need = resources.training_bytes(resources.count_params(big), len(ds.target_vocab), 8192, 8,
                                     ds.max_encoder_seq_length, ds.max_decoder_seq_length)
     assert f"needs at least {sum(need.values()) / 1e9:.1f} GB (parameters {need['parameters'] / 1e9:.1f} GB" in line
     assert line.endswith("but this machine has 1.0 GB; lower --latent-dim (or --batch-size)")
@@ -304,8 +308,11 @@ def _start(out: Path, env: dict) -> subprocess.Popen:
     else:
         argv = ["train", *KILL_ARGS, "--epochs", str(KILL_EPOCHS), "--out", str(out)]
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    # SIGINT back to its default: a shell running the tests in the background ignores it, and
+    # Python then installs no KeyboardInterrupt handler
     return subprocess.Popen([sys.executable, "-m", "minis2s.cli", *argv], cwd=ROOT, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:

@@ -204,7 +204,7 @@ def test_resume_from_a_damaged_newest_checkpoint_is_refused_with_a_way_out(ds, t
 def test_a_fault_after_an_unsaved_epoch_saves_that_epoch_first(ds, tmp_path, monkeypatch):
     """With --checkpoint-every 5, epoch 2 (no improvement) is not saved at its end; when
     epoch 3 turns NaN, epoch 2 is written before training stops, so no finished work is lost."""
-    real = train._compiled_steps(dataclasses.replace(CFG, epochs=1, num_samples=None))
+    real = train._compiled_steps(dataclasses.replace(CFG, epochs=1, num_samples=None), train.model_config(CFG, ds))
     optimizer, train_step, train_epoch, eval_step = real
     calls = {"train": 0, "eval": 0}
 
@@ -222,7 +222,7 @@ def test_a_fault_after_an_unsaved_epoch_saves_that_epoch_first(ds, tmp_path, mon
         m = eval_step(params, batch)
         return {**m, "loss_sum": m["loss_sum"] * 0 + calls["eval"] * m["count"]}  # val_loss rises
 
-    monkeypatch.setattr(train, "_compiled_steps", lambda config: (optimizer, train_step, nan_in_epoch_3, worse_each_epoch))
+    monkeypatch.setattr(train, "_compiled_steps", lambda config, model_cfg: (optimizer, train_step, nan_in_epoch_3, worse_each_epoch))
     out = tmp_path / "run"
     with pytest.raises(train.NonFiniteLoss, match=r"loss became nan in epoch 3, step 2 of 4; training stopped. "
                                                    r"The last good checkpoint is kept: .*epoch-0002"):

@@ -1,0 +1,71 @@
+"""What every model is: its sizes (:class:`ModelConfig`) and its functions (:class:`Model`).
+
+A model is four pure functions over a parameter dict (the ``stax`` pattern: ``init`` and
+``apply``, plus the two halves inference needs)::
+
+    params              = init(key)
+    probs (B, T, V_out) = apply(params, batch)                   # teacher forcing
+    memory, state       = encode(params, encoder_tokens, encoder_lengths)
+    probs, state, extra = decode_step(params, memory, token, state)   # one character
+
+``memory`` is what the decoder may look back at (a dict of ``(B, ...)`` arrays: empty for
+the seed, the encoder outputs and their mask for attention); ``state`` a tuple of
+``(B, H)`` arrays; ``extra`` a dict of per-step ``(B, ...)`` arrays worth showing (the
+attention weights). Every array in ``memory`` and ``state`` has the batch first, so beam
+search tiles and gathers them without knowing what they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from .. import lstm
+
+Params = dict[str, dict]
+Batch = dict[str, jax.Array]
+Memory = dict[str, jax.Array]
+State = tuple[jax.Array, ...]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes and kind of a model: vocabularies come from the data, the rest from the user.
+
+    ``model`` names an entry of :data:`minis2s.models.MODELS`, ``cell`` one of
+    :data:`minis2s.cells.CELLS`.
+    """
+
+    num_encoder_tokens: int
+    num_decoder_tokens: int
+    latent_dim: int = 256
+    model: str = "seed"
+    cell: str = "lstm"
+
+
+@dataclass(frozen=True)
+class Model:
+    """The functions of one model, built for one :class:`ModelConfig` and gradient.
+
+    Frozen and cached by :func:`minis2s.models.build`, so it can be a static argument of
+    ``jax.jit``.
+    """
+
+    config: ModelConfig
+    init: Callable[[jax.Array], Params]
+    apply: Callable[[Params, Batch], jax.Array]
+    encode: Callable[[Params, jax.Array, jax.Array], tuple[Memory, State]]
+    decode_step: Callable[[Params, Memory, jax.Array, State], tuple[jax.Array, State, dict]]
+
+
+def init_dense(key: jax.Array, fan_in: int, fan_out: int, dtype=jnp.float32) -> dict[str, jax.Array]:
+    """Keras ``Dense``: glorot-uniform ``kernel (fan_in, fan_out)``, zero ``bias (fan_out,)``."""
+    return {"kernel": lstm.glorot_uniform(key, (fan_in, fan_out), dtype), "bias": jnp.zeros((fan_out,), dtype)}
+
+
+def dense_softmax(params: dict[str, jax.Array], hs: jax.Array) -> jax.Array:
+    """``softmax(hs W + b)`` over the last axis: ``(..., H) -> (..., V_out)``."""
+    return jax.nn.softmax(hs @ params["kernel"] + params["bias"], axis=-1)
