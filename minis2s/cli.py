@@ -531,7 +531,7 @@ def _check_same_data(trained, path, inputs, targets) -> None:
     """The recorded data file still holds the texts the run was trained on (its data_sha256)."""
     import types
 
-    from .train import data_fingerprint
+    from .run import data_fingerprint
 
     want = trained.manifest.get("data_sha256")
     if want and data_fingerprint(types.SimpleNamespace(input_texts=inputs, target_texts=targets)) != want:

@@ -301,18 +301,22 @@ KILL_ARGS = ["--data", "demo", "--num-samples", "40", "--batch-size", "8", "--la
 KILL_EPOCHS = 8
 
 
-def _start(out: Path, env: dict) -> subprocess.Popen:
+_WITH_SIGINT = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                "sys.argv[0] = 'minis2s'; runpy.run_module('minis2s.cli', run_name='__main__')")
+
+
+def _start(out: Path, env: dict, sigint: bool = False) -> subprocess.Popen:
     """``minis2s train``: resume when a checkpoint exists, else start, as a user would."""
     if checkpoint.list_checkpoints(out):
         argv = ["train", "--resume", str(out), "--epochs", str(KILL_EPOCHS), "--show", "0"]
     else:
         argv = ["train", *KILL_ARGS, "--epochs", str(KILL_EPOCHS), "--out", str(out)]
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    # SIGINT back to its default: a shell running the tests in the background ignores it, and
-    # Python then installs no KeyboardInterrupt handler
-    return subprocess.Popen([sys.executable, "-m", "minis2s.cli", *argv], cwd=ROOT, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # Ctrl-C: a shell running the tests in the background ignores SIGINT, and Python then installs
+    # no KeyboardInterrupt handler; install it in the child (no preexec_fn: a fork after JAX started)
+    command = ["-c", _WITH_SIGINT] if sigint else ["-m", "minis2s.cli"]
+    return subprocess.Popen([sys.executable, *command, *argv], cwd=ROOT, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -425,7 +429,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
 def test_ctrl_c_keeps_the_last_checkpoint_and_names_the_run(tmp_path):
     out = tmp_path / "run"
     marker = tmp_path / "saving"
-    p = _start(out, {checkpoint.SAVE_PAUSE_ENV: f"{marker}:0.2"})
+    p = _start(out, {checkpoint.SAVE_PAUSE_ENV: f"{marker}:0.2"}, sigint=True)
     _wait_until(lambda: len(checkpoint.list_checkpoints(out)) > 0, p)
     p.send_signal(signal.SIGINT)
     text, _ = p.communicate(timeout=60)
