@@ -3,14 +3,17 @@
 A trained Keras seed model (two ``LSTM`` layers and a softmax ``Dense``) holds exactly the
 numbers minis2s uses, under the same names: each LSTM has ``kernel (D, 4H)``,
 ``recurrent_kernel (H, 4H)`` and ``bias (4H,)`` with the gates in the order i, f, c, o,
-and the Dense has ``kernel (H, V_out)`` and ``bias (V_out,)``. Conversion is therefore a
-copy, no transposes or gate reordering::
+and the Dense has ``kernel (H, V_out)`` and ``bias (V_out,)``. The GRU variant (two
+``GRU(reset_after=True)`` layers, Keras 3's default) has ``kernel (D, 3H)``,
+``recurrent_kernel (H, 3H)`` and ``bias (2, 3H)``, gates z, r, h, as :mod:`minis2s.gru`;
+which cell a set of weights belongs to is read off the bias shape (:func:`cell_of`).
+Conversion is therefore a copy, no transposes or gate reordering::
 
     from minis2s.convert import from_keras
     params = from_keras("s2s.keras")          # or "s2s.weights.h5", "s2s.h5", or a model
     probs = minis2s.model.apply(params, encoder_tokens, decoder_tokens)
 
-Which layer is which: the first LSTM of the model (the seed builds the encoder first) is
+Which layer is which: the first LSTM (or GRU) of the model (the seed builds the encoder first) is
 the ``encoder``, the second the ``decoder``, the only Dense is ``dense``; then the shapes
 must fit together (decoder units = encoder units = Dense inputs; decoder inputs = Dense
 outputs). Pass ``layer_names={"encoder": ..., "decoder": ..., "dense": ...}`` to choose
@@ -51,14 +54,15 @@ import numpy as np
 from .model import ModelConfig, param_shapes
 
 __all__ = [
-    "ConversionError", "LAYERS", "find_keras_layers", "from_keras", "from_keras_model",
+    "ConversionError", "LAYERS", "cell_of", "find_keras_layers", "from_keras", "from_keras_model",
     "from_weights_file", "keras_luong_model", "keras_seed_model", "LUONG_LAYERS", "to_keras",
 ]
 
 LAYERS = ("encoder", "decoder", "dense")  # the seed's layers
 LUONG_LAYERS = ("encoder", "decoder", "combine", "dense")  # and "attention" with use_scale=True
 RECURRENT_ROLES = ("encoder", "decoder")
-LSTM_WEIGHTS = ("kernel", "recurrent_kernel", "bias")  # Keras' variable order
+LSTM_WEIGHTS = ("kernel", "recurrent_kernel", "bias")  # Keras' variable order (GRU: the same)
+GATES = {"lstm": 4, "gru": 3}  # gate blocks per cell: kernel (D, GATES * H)
 DENSE_WEIGHTS = ("kernel", "bias")
 
 
@@ -99,6 +103,11 @@ def _natural_key(name: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
 
 
+def cell_of(params: Mapping) -> str:
+    """``"gru"`` when the encoder bias is ``(2, 3H)`` (Keras GRU, reset_after), else ``"lstm"``."""
+    return "gru" if np.ndim(params["encoder"]["bias"]) == 2 else "lstm"
+
+
 def _model_name(roles) -> str:
     """``"luong"`` when there is a ``combine`` layer, else ``"seed"``."""
     return "luong" if "combine" in roles else "seed"
@@ -117,17 +126,20 @@ def _finish(raw: dict[str, dict[str, np.ndarray]], source: str) -> dict[str, dic
     enc, dense = raw["encoder"], raw["dense"]
     h = enc["recurrent_kernel"].shape[0]
     v_out = dense["kernel"].shape[-1]
-    if enc["kernel"].ndim != 2 or enc["kernel"].shape[1] != 4 * h:
-        raise ConversionError(f"{source}: encoder/kernel has shape {enc['kernel'].shape}, expected (V_in, {4 * h})")
+    cell = cell_of(raw)
+    gates = GATES[cell]
+    if enc["kernel"].ndim != 2 or enc["kernel"].shape[1] != gates * h:
+        raise ConversionError(f"{source}: encoder/kernel has shape {enc['kernel'].shape}, expected (V_in, {gates * h})")
     # V_in is whatever the encoder kernel says; every other shape must fit the model.
-    for path, shape in param_shapes(ModelConfig(enc["kernel"].shape[0], v_out, h, model, attention_scale=scaled)).items():
+    sizes = ModelConfig(enc["kernel"].shape[0], v_out, h, model, cell, attention_scale=scaled)
+    for path, shape in param_shapes(sizes).items():
         role, name = path.split("/")
         got = tuple(raw[role][name].shape)
         if got != shape:
             names = ", ".join(f"{r!r}: ..." for r in roles)
             raise ConversionError(
                 f"{source}: {path} has shape {got}, expected {shape} for the {model} model "
-                f"(latent_dim {h}, {v_out} output tokens); is this the {model}'s LSTM encoder-decoder? "
+                f"(latent_dim {h}, {v_out} output tokens); is this the {model}'s {cell.upper()} encoder-decoder? "
                 f"If the layers were matched wrongly, pass layer_names={{{names}}}"
             )
     return {role: {n: jnp.asarray(np.asarray(a, np.float32)) for n, a in raw[role].items()} for role in roles}
@@ -151,8 +163,10 @@ def _split_denses(denses: list, rows, source: str) -> dict:
 
 
 def find_keras_layers(model: Any, layer_names: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The layers of a Keras seed model, ``{"encoder": LSTM, "decoder": LSTM, "dense": Dense}``,
-    or of a Luong model, the same and ``"combine": Dense``."""
+    """The layers of a Keras seed model, ``{"encoder": LSTM, "decoder": LSTM, "dense": Dense}``
+    (or two GRU layers: the model's recurrent layers must be both LSTMs or both GRUs), or of
+    a Luong model (LSTMs), the same and ``"combine": Dense`` (and ``"attention"`` with
+    ``use_scale=True``)."""
     keras = _import_keras()
     if layer_names is not None:
         if set(layer_names) not in (set(LAYERS), set(LUONG_LAYERS), {*LUONG_LAYERS, "attention"}):
@@ -166,21 +180,24 @@ def find_keras_layers(model: Any, layer_names: Mapping[str, str] | None = None) 
             names = [layer.name for layer in model.layers]
             raise ConversionError(f"{e}; the model's layers are {names}") from None
     lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
+    grus = [layer for layer in model.layers if isinstance(layer, keras.layers.GRU)]
     denses = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     attentions = [layer for layer in model.layers if isinstance(layer, keras.layers.Attention)]
-    if len(lstms) == 2 and len(denses) == 1 and not attentions:
-        return {"encoder": lstms[0], "decoder": lstms[1], "dense": denses[0]}
-    if len(lstms) == 2 and len(denses) == 2 and len(attentions) == 1:
+    if len(lstms) == 2 and not grus and len(denses) == 2 and len(attentions) == 1:
         _check_attention(attentions[0])
         split = _split_denses(denses, lambda d: d.kernel.shape[0], f"Keras model {model.name!r}")
         scale = {"attention": attentions[0]} if attentions[0].weights else {}  # use_scale=True
         return {"encoder": lstms[0], "decoder": lstms[1], **split, **scale}
-    found = [f"{layer.name} ({type(layer).__name__})" for layer in model.layers]
-    raise ConversionError(
-        f"expected the seed's 2 LSTM layers and 1 Dense layer (or the luong model's 2 LSTM, 1 Attention and "
-        f"2 Dense), found {len(lstms)} LSTM and {len(denses)} Dense among {found}; "
-        "pass layer_names={'encoder': ..., 'decoder': ..., 'dense': ...}"
-    )
+    recurrent = grus if len(grus) == 2 and not lstms else lstms
+    if len(recurrent) != 2 or len(denses) != 1 or (lstms and grus) or attentions:
+        found = [f"{layer.name} ({type(layer).__name__})" for layer in model.layers]
+        gru_note = f" (and {len(grus)} GRU)" if grus else ""
+        raise ConversionError(
+            f"expected the seed's 2 LSTM (or 2 GRU) layers and 1 Dense layer (or the luong model's 2 LSTM, "
+            f"1 Attention and 2 Dense), found {len(lstms)} LSTM and {len(denses)} Dense{gru_note} among {found}; "
+            "pass layer_names={'encoder': ..., 'decoder': ..., 'dense': ...}"
+        )
+    return {"encoder": recurrent[0], "decoder": recurrent[1], "dense": denses[0]}
 
 
 def _check_attention(layer: Any) -> None:
@@ -194,13 +211,16 @@ def _check_attention(layer: Any) -> None:
 
 
 def _check_layer_config(layers: dict[str, Any]) -> None:
-    """minis2s computes tanh/sigmoid LSTMs with biases and a softmax Dense; refuse others."""
+    """minis2s computes tanh/sigmoid LSTMs (or GRUs with ``reset_after=True``) with biases and
+    a softmax Dense; refuse others."""
     want_lstm = {"activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True, "go_backwards": False}
     for role in RECURRENT_ROLES:
         cfg = layers[role].get_config()
-        for k, v in want_lstm.items():
+        kind = type(layers[role]).__name__
+        want = dict(want_lstm, reset_after=True) if kind == "GRU" else want_lstm
+        for k, v in want.items():
             if k in cfg and cfg[k] != v:
-                raise ConversionError(f"{role} LSTM {layers[role].name!r} has {k}={cfg[k]!r}; minis2s needs {k}={v!r}")
+                raise ConversionError(f"{role} {kind} {layers[role].name!r} has {k}={cfg[k]!r}; minis2s needs {k}={v!r}")
     cfg = layers["dense"].get_config()
     if cfg.get("activation") != "softmax" or not cfg.get("use_bias", True):
         raise ConversionError(
@@ -242,19 +262,30 @@ def to_keras(params: Mapping, model: Any, layer_names: Mapping[str, str] | None 
     return model
 
 
-def keras_seed_model(num_encoder_tokens: int, num_decoder_tokens: int, latent_dim: int, compile: bool = True) -> Any:
+def keras_seed_model(
+    num_encoder_tokens: int, num_decoder_tokens: int, latent_dim: int, compile: bool = True, cell: str = "lstm"
+) -> Any:
     """The Keras example's training model, built with Keras (for exports and parity checks).
 
     ``Input -> LSTM(return_state)`` encoder, ``LSTM(return_sequences, return_state)``
     decoder started from the encoder state, ``Dense(softmax)``; compiled as the seed does
     (``rmsprop``, ``categorical_crossentropy``, ``accuracy``) unless ``compile=False``.
+    ``cell="gru"`` puts ``keras.layers.GRU`` (``reset_after=True``) in place of both LSTMs:
+    the encoder hands the decoder its one state ``h``.
     """
     keras = _import_keras()
+    if cell not in GATES:
+        raise ConversionError(f"cell must be one of {', '.join(GATES)}; got {cell!r}")
     encoder_inputs = keras.Input(shape=(None, num_encoder_tokens))
-    _, state_h, state_c = keras.layers.LSTM(latent_dim, return_state=True)(encoder_inputs)
     decoder_inputs = keras.Input(shape=(None, num_decoder_tokens))
-    decoder_lstm = keras.layers.LSTM(latent_dim, return_sequences=True, return_state=True)
-    decoder_outputs, _, _ = decoder_lstm(decoder_inputs, initial_state=[state_h, state_c])
+    if cell == "gru":
+        _, state_h = keras.layers.GRU(latent_dim, return_state=True)(encoder_inputs)
+        decoder_gru = keras.layers.GRU(latent_dim, return_sequences=True, return_state=True)
+        decoder_outputs, _ = decoder_gru(decoder_inputs, initial_state=[state_h])
+    else:
+        _, state_h, state_c = keras.layers.LSTM(latent_dim, return_state=True)(encoder_inputs)
+        decoder_lstm = keras.layers.LSTM(latent_dim, return_sequences=True, return_state=True)
+        decoder_outputs, _, _ = decoder_lstm(decoder_inputs, initial_state=[state_h, state_c])
     outputs = keras.layers.Dense(num_decoder_tokens, activation="softmax")(decoder_outputs)
     model = keras.Model([encoder_inputs, decoder_inputs], outputs)
     if compile:
@@ -303,8 +334,8 @@ def _assign_roles(lstms: list[tuple[str, dict]], denses: list[tuple[str, dict]],
         scale = {"attention": scales[0][1]} if scales else {}
         return {"encoder": lstms[0][1], "decoder": lstms[1][1], **split, **scale}
     raise ConversionError(
-        f"{source}: expected the seed's 2 LSTM layers and 1 Dense layer (or the luong model's 2 Dense), "
-        f"found LSTM {[n for n, _ in lstms]} and Dense {[n for n, _ in denses]}; pass layer_names=..."
+        f"{source}: expected the seed's 2 LSTM (or GRU) layers and 1 Dense layer (or the luong model's 2 Dense), "
+        f"found LSTM/GRU {[n for n, _ in lstms]} and Dense {[n for n, _ in denses]}; pass layer_names=..."
     )
 
 
@@ -385,8 +416,9 @@ def from_keras(source: Any, layer_names: Mapping[str, str] | None = None) -> dic
             ``"combine": name`` for the Luong model).
     Returns:
         ``{"encoder": {...}, "decoder": {...}, "dense": {...}}`` of float32 arrays, ready
-        for :func:`minis2s.model.apply` (with ``"combine"`` for the Luong model: use
-        ``minis2s.models.build(ModelConfig(..., model="luong"))``).
+        for :func:`minis2s.model.apply` (a GRU model's for
+        ``models.build(ModelConfig(..., cell=cell_of(params)))``; with ``"combine"`` for the
+        Luong model: ``models.build(ModelConfig(..., model="luong"))``).
     Raises:
         ConversionError: a missing or unreadable file, or not the seed's architecture.
     """

@@ -210,11 +210,11 @@ def test_decode_steps_reproduce_teacher_forcing_and_show_the_weights(luong_setup
             assert np.all(a[b, n:] == 0.0) and np.all(a[b, :n] > 0)
 
 
-@pytest.mark.parametrize("scale", [[], ["--attention-scale"]])
-def test_cli_gradcheck_passes_for_luong(capsys, scale):
-    assert cli.main(["gradcheck", "--model", "luong", "--latent-dim", "4", "--entries", "8", *scale]) == 0
+@pytest.mark.parametrize("options", [[], ["--attention-scale"], ["--cell", "gru"]])
+def test_cli_gradcheck_passes_for_luong(capsys, options):
+    assert cli.main(["gradcheck", "--model", "luong", "--latent-dim", "4", "--entries", "8", *options]) == 0
     out = capsys.readouterr().out
     for leaf in ("encoder/kernel", "decoder/recurrent_kernel", "combine/kernel", "combine/bias", "dense/kernel"):
         assert leaf in out
-    assert ("attention/scale" in out) == bool(scale)
+    assert ("attention/scale" in out) == ("--attention-scale" in options)
     assert "0 failed" in out and "model luong" in out

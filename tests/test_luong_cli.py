@@ -15,7 +15,7 @@ import pytest
 from minis2s import alignment, checkpoint, cli, data, decode, models, train
 from minis2s.plot import PlotError, plot_attention
 
-ARGS = ["--model", "luong", "--data", "demo", "--num-samples", "40", "--batch-size", "8", "--latent-dim", "8",
+ARGS = ["--model", "luong", "--data", str(data.DEMO_PATH), "--num-samples", "40", "--batch-size", "8", "--latent-dim", "8",
         "--learning-rate", "0.02", "--show", "1"]
 SENTENCES = ["Go.", "Help me.", "I see."]
 
@@ -57,7 +57,7 @@ def test_translate_evaluate_and_attention_plot(luong_run, tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     rc, beam_out, err = run(["translate", str(luong_run), *SENTENCES, "--beam", "3"], capsys)
     assert rc == 0 and len(beam_out.split("\n")) == len(SENTENCES) + 1, err
-    rc, out, err = run(["evaluate", str(luong_run), "--data", "demo", "--limit", "4", "--demo", "0",
+    rc, out, err = run(["evaluate", str(luong_run), "--data", str(data.DEMO_PATH), "--limit", "4", "--demo", "0",
                         "--out", str(tmp_path / "eval.tsv")], capsys)
     assert rc == 0 and "chrF:" in out, err
     assert len((tmp_path / "eval.tsv").read_text().splitlines()) == 5
