@@ -15,6 +15,8 @@ import pytest
 from minis2s import alignment, checkpoint, cli, data, decode, models, train
 from minis2s.plot import PlotError, plot_attention
 
+from tests.conftest import require_module
+
 ARGS = ["--model", "luong", "--data", str(data.DEMO_PATH), "--num-samples", "40", "--batch-size", "8", "--latent-dim", "8",
         "--learning-rate", "0.02", "--show", "1"]
 SENTENCES = ["Go.", "Help me.", "I see."]
@@ -49,6 +51,7 @@ def test_train_and_resume_record_the_model(luong_run):
 
 
 def test_translate_evaluate_and_attention_plot(luong_run, tmp_path, capsys):
+    require_module("matplotlib")
     png = tmp_path / "attn.png"
     rc, out, err = run(["translate", str(luong_run), *SENTENCES, "--attention-plot", str(png)], capsys)
     assert rc == 0, err
@@ -111,6 +114,7 @@ def test_attention_scale_needs_a_model_with_attention(tmp_path, capsys):
 
 
 def test_plot_attention_checks_its_panels(tmp_path):
+    require_module("matplotlib")
     with pytest.raises(PlotError, match="no translation"):
         plot_attention([], tmp_path / "x.png")
     with pytest.raises(PlotError, match="do not fit"):
