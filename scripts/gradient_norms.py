@@ -1,5 +1,5 @@
 """How much gradient reaches each encoder and decoder step, with forget bias 1 versus 0
-(docs/math.md section 8, figure ``docs/img/gradient-norms.png``).
+(docs/math.md section 10, figure ``docs/img/gradient-norms.png``).
 
 Two models are built from the same key, the seed's initialisation except for the
 forget-gate bias (1, Keras' ``unit_forget_bias``, or 0), and trained with the same batches on

@@ -1,5 +1,5 @@
 """A worked example: the seed model with H = 2 on one pair, every number of one forward and
-one backward pass printed (docs/math.md section 9).
+one backward pass printed (docs/math.md section 11).
 
 The pair is ``Go.`` -> ``Va !``: a 3-character input, decoder input ``\\tVa !``, target
 ``Va !\\n``. The parameters are the library's own initialisation (``minis2s.model.init_params``,
