@@ -4,6 +4,7 @@ decoding (``decode_step`` is one step of ``apply``; greedy and beam search run).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax
@@ -35,8 +36,14 @@ def make_batch(seed: int = 0, lengths=(5, 3, 1), t_enc: int = 5, t_dec: int = 4,
     }
 
 
-def make_model(head: str = "state", latent: int = H):
-    return bahdanau.make(models.ModelConfig(V_IN, V_OUT, latent, "bahdanau"), models.cells.get("lstm"), head)
+# The LSTM takes the projected path (bahdanau.CORES); the same cell under another name has
+# no core and takes the plain path, [onehot(y); c_t] through cell.step.
+PLAIN_LSTM = dataclasses.replace(models.cells.get("lstm"), name="lstm-plain")
+assert PLAIN_LSTM.name not in bahdanau.CORES
+
+
+def make_model(head: str = "state", latent: int = H, cell=None):
+    return bahdanau.make(models.ModelConfig(V_IN, V_OUT, latent, "bahdanau"), cell or models.cells.get("lstm"), head)
 
 
 def f64(tree):
@@ -70,9 +77,9 @@ def test_registered_with_keras_like_shapes():
     }
 
 
-@pytest.mark.parametrize("head", bahdanau.HEADS)
-def test_forward_matches_numpy_float64_reference(head):
-    model = make_model(head)
+@pytest.mark.parametrize("head,path", [("state", "projected"), ("state+context", "projected"), ("state", "plain")])
+def test_forward_matches_numpy_float64_reference(head, path):
+    model = make_model(head, cell=PLAIN_LSTM if path == "plain" else None)
     batch = make_batch(1, lengths=(5, 2, 4, 1))
     with jax.enable_x64(True):
         params = f64(model.init(jax.random.PRNGKey(1)))
@@ -187,13 +194,14 @@ def test_encoder_state_holds_still_over_padding():
 # --------------------------------------------------------------------------- decoding
 
 
-def test_decode_step_is_one_step_of_apply():
-    model = make_model()
+def test_decode_step_is_one_step_of_apply_on_both_paths():
+    model, plain = make_model(), make_model(cell=PLAIN_LSTM)
     params = model.init(jax.random.PRNGKey(7))
     batch = make_batch(7, lengths=(4, 5, 2))
     probs = np.asarray(model.apply(params, batch))
     step_probs, _ = teacher_forced_steps(model, params, batch)
     np.testing.assert_allclose(step_probs, probs, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(plain.apply(params, batch)), probs, rtol=0, atol=1e-6)
 
 
 def test_greedy_and_beam_decode_with_attention():

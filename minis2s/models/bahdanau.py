@@ -40,9 +40,30 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .. import additive
+from typing import Callable
+
+from .. import additive, lstm
 from ..cells import Cell
 from .base import Batch, Memory, Model, ModelConfig, Params, State, dense_softmax, init_dense
+
+# The cell after its input projection, ``core(params, zx_t, state) -> state`` with
+# ``zx_t = x_t kernel + bias``, for the cells that have one. With it the decoder never forms
+# ``[onehot(y); c_t] kernel``: the token rows are gathered for all steps before the loop and
+# the context rows come from ``a_t P`` (see :func:`project_values`). A cell without an entry
+# takes the plain path (:func:`recurrent_step`), same numbers up to float rounding.
+def lstm_core(params: dict, zx_t: jax.Array, state: State) -> State:
+    """:func:`minis2s.lstm.cell` with the one-``tanh`` gate block of
+    :func:`minis2s.lstm.fast_gates` (the form ``minis2s/bptt.py`` runs): same maths, one
+    element-wise kernel for the four gates."""
+    h_prev, c_prev = state
+    scale, offset = lstm.gate_constants(h_prev.shape[-1], zx_t.dtype)
+    _, act = lstm.fast_gates(zx_t + h_prev @ params["recurrent_kernel"], scale, offset)  # (B, 4H)
+    i, f, g, o = jnp.split(act, 4, axis=-1)
+    c = f * c_prev + i * g
+    return o * jnp.tanh(c), c
+
+
+CORES: dict[str, Callable] = {"lstm": lstm_core}
 
 # What the output head reads: "state" (s_t, the registered model) or "state+context" ([s_t; c_t]).
 HEADS = ("state", "state+context")
@@ -84,7 +105,43 @@ def encode(params: Params, encoder_tokens: jax.Array, encoder_lengths: jax.Array
     state, hs = jax.lax.scan(step, cell.zero_state(enc, batch), (xs, mask.T))
     hs = jnp.swapaxes(hs, 0, 1)  # (B, Te, H)
     keys = hs @ params["key"]["kernel"]  # (B, Te, A): W_k h_j, once per sentence
-    return {"values": hs, "keys": keys, "mask": mask}, state
+    memory = {"values": hs, "keys": keys, "mask": mask}
+    if cell.name in CORES:
+        memory["projected"] = project_values(params, hs)
+    return memory, state
+
+
+def project_values(params: Params, hs: jax.Array) -> jax.Array:
+    """``P = H W_c`` ``(B, Te, G)``: the encoder outputs through the decoder kernel's context rows.
+
+    The context enters the decoder as ``c_t W_c`` with ``c_t = sum_j a_tj h_j``; by
+    linearity ``c_t W_c = sum_j a_tj (h_j W_c) = a_t P``. ``P`` is computed once per
+    sentence, so each step costs a ``(Te,)``-weighted sum of ``G``-vectors instead of an
+    ``(H, G)`` matmul (``Te`` is 16 for the seed's data, ``H`` 256).
+    """
+    dec = params["decoder"]
+    w_c = dec["kernel"][dec["kernel"].shape[0] - hs.shape[-1] :]  # (H, G): the context rows
+    return hs @ w_c  # (B, Te, G)
+
+
+def token_rows(params: Params, tokens: jax.Array) -> jax.Array:
+    """``onehot(y) W_y + b``: the token rows of the decoder kernel plus the bias, gathered
+    for int tokens ``(...,)`` (one-hot floats ``(..., V)`` are multiplied), ``(..., G)``."""
+    dec = params["decoder"]
+    if jnp.issubdtype(tokens.dtype, jnp.integer):
+        return dec["kernel"][tokens] + dec["bias"]
+    return tokens @ dec["kernel"][: tokens.shape[-1]] + dec["bias"]
+
+
+def projected_step(params: Params, memory: Memory, zx_token: jax.Array, state: State, core: Callable):
+    """:func:`recurrent_step` through the cell's ``core``: ``zx_t = zx_token + a_t P``.
+
+    Returns ``(state s_t, weights a_t (B, Te))``.
+    """
+    q = state[0] @ params["query"]["kernel"]  # (B, A)
+    a = additive.masked_softmax(additive.additive_scores(q, memory["keys"], params["attention"]["scale"]), memory["mask"])
+    zx = zx_token + jnp.einsum("bj,bjg->bg", a, memory["projected"])  # (B, G)
+    return core(params["decoder"], zx, state), a
 
 
 def _one_hot(tokens: jax.Array, vocab: int, dtype) -> jax.Array:
@@ -115,13 +172,21 @@ def apply(params: Params, batch: Batch, cell: Cell, head: str = "state") -> jax.
     """Teacher-forced probabilities ``(B, T_dec, V_out)``: the encoder, then one ``lax.scan``
     of :func:`recurrent_step` over the target tokens, then the head on every step at once."""
     memory, state = encode(params, batch["encoder_tokens"], batch["encoder_lengths"], cell)
-
-    def step(state, token_t):
-        state, c, _ = recurrent_step(params, memory, token_t, state, cell)
-        return state, (state[0], c)
-
     tokens = jnp.swapaxes(batch["decoder_tokens"], 0, 1)  # (Td, B) (or (Td, B, V) one-hot)
-    _, (hs, cs) = jax.lax.scan(step, state, tokens)  # (Td, B, H) each
+    core = CORES.get(cell.name)
+    if core is not None:
+        def step(state, zx_t):
+            state, a = projected_step(params, memory, zx_t, state, core)
+            return state, (state[0], a)
+
+        _, (hs, att) = jax.lax.scan(step, state, token_rows(params, tokens))  # (Td, B, H), (Td, B, Te)
+        cs = jnp.einsum("tbj,bjh->tbh", att, memory["values"]) if head == "state+context" else None
+    else:
+        def step(state, token_t):
+            state, c, _ = recurrent_step(params, memory, token_t, state, cell)
+            return state, (state[0], c)
+
+        _, (hs, cs) = jax.lax.scan(step, state, tokens)  # (Td, B, H) each
     probs = dense_softmax(params["dense"], head_features(hs, cs, head))  # (Td, B, V_out)
     return jnp.swapaxes(probs, 0, 1)
 
@@ -131,7 +196,12 @@ def decode_step(params: Params, memory: Memory, token: jax.Array, state: State, 
 
     Returns ``(probs (B, V_out), state, {"attention": a_t (B, Te)})``.
     """
-    state, c, a = recurrent_step(params, memory, token, state, cell)
+    core = CORES.get(cell.name)
+    if core is not None:
+        state, a = projected_step(params, memory, token_rows(params, token), state, core)
+        c = additive.context(a, memory["values"]) if head == "state+context" else None
+    else:
+        state, c, a = recurrent_step(params, memory, token, state, cell)
     return dense_softmax(params["dense"], head_features(state[0], c, head)), state, {"attention": a}
 
 
