@@ -42,3 +42,11 @@ def test_train_resume_translate_evaluate(tmp_path, two_column_file):
     rc, text, err = run(["evaluate", str(out), "--data", str(two_column_file), "--demo", "0"])
     assert rc == 0, err
     assert "chrF:" in text and "exact match:" in text
+
+
+def test_train_with_buckets_and_masked_loss(tmp_path, demo_path):
+    out = tmp_path / "run"
+    rc, text, err = run(["train", "--model", "bahdanau", "--data", str(demo_path), "--num-samples", "10", "--latent-dim", "8",
+                         "--batch-size", "8", "--epochs", "1", "--bucket", "--mask-padding", "--show", "0", "--out", str(out)])
+    assert rc == 0, err
+    assert "Epoch 1/1" in text and "nan" not in text.lower()
