@@ -505,7 +505,7 @@ def load_trained(directory) -> Trained:
     """Load a checkpoint directory, or the best (lowest ``val_loss``) checkpoint of a run
     directory written by ``minis2s train --out DIR``."""
     from .data import Vocab
-    from .train import Config
+    from .config import Config
 
     path = resolve(directory)
     params, meta = load(path)

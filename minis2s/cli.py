@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 from pathlib import Path
 
-from . import checkpoint
+from . import checkpoint, resources, runlock
 from .data import DataError
 
 
@@ -35,6 +36,16 @@ def _fraction(s: str) -> float:
     return v
 
 
+def _unit_interval(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (inclusive), got {v}")
+    return v
+
+
 def _positive_float(s: str) -> float:
     try:
         v = float(s)
@@ -45,12 +56,27 @@ def _positive_float(s: str) -> float:
     return v
 
 
+# What jax.random.PRNGKey takes: an integer that fits a signed 64-bit C long (it raises
+# OverflowError beyond; tests/test_reliability.py checks both ends against it).
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+
+
+def _seed(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+    if not SEED_MIN <= v <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be an integer from -2**63 to 2**63-1 (a JAX PRNG seed), got {s}")
+    return v
+
+
 # --------------------------------------------------------------------------- train
 
 # Flags that define the model, the data split or the shuffles: fixed once a run exists.
 _FIXED_ON_RESUME = (
     "num_samples", "batch_size", "latent_dim", "validation_split", "seed", "grad", "model", "cell", "bucket",
-    "mask_padding",
+    "mask_padding", "teacher_forcing", "teacher_forcing_end",
 )
 
 
@@ -75,19 +101,28 @@ def add_train(sub) -> None:
         description="Train the seed model. Every epoch (see --checkpoint-every) writes OUT/epoch-NNNN with "
         "the optimizer and RNG state; --resume OUT continues exactly where the run stopped.",
     )
-    p.add_argument("--data", help="fra.txt or fra-eng.zip, or 'demo' (default: download to the cache)")
+    from .demo_corpus import TRAIN_DEFAULTS
+
+    demo = " ".join(f"--{k.replace('_', '-')} {'all' if v is None else v}" for k, v in TRAIN_DEFAULTS.items())
+    p.add_argument("--data", help="fra.txt or fra-eng.zip, or 'demo': templated pairs shipped with minis2s, "
+                   f"trained by default with {demo} (default: download to the cache)")
     p.add_argument("--epochs", type=_positive_int, help=f"total epochs (default {d.epochs})")
     p.add_argument("--num-samples", type=_num_samples, help=f"a count, or 'all' (default {d.num_samples})")
     p.add_argument("--batch-size", type=_positive_int, help=f"default {d.batch_size}")
     p.add_argument("--latent-dim", type=_positive_int, help=f"default {d.latent_dim}")
     p.add_argument("--validation-split", type=_fraction, help=f"default {d.validation_split}")
-    p.add_argument("--seed", type=int, help=f"default {d.seed}")
+    p.add_argument("--seed", type=_seed, help=f"default {d.seed}")
     p.add_argument("--learning-rate", type=_positive_float, help=f"RMSprop learning rate (default {d.learning_rate:g})")
     p.add_argument(
         "--grad", choices=("autodiff", "bptt"),
         help=f"LSTM gradient: hand-derived BPTT or JAX autodiff (same numbers; default: {d.grad})",
     )
     _add_model_options(p)
+    p.add_argument("--teacher-forcing", type=_unit_interval, metavar="R",
+                   help="probability of feeding the decoder the true previous character; otherwise its own "
+                   f"argmax prediction (scheduled sampling; default {d.teacher_forcing:g}: always, the seed)")
+    p.add_argument("--teacher-forcing-end", type=_unit_interval, metavar="R",
+                   help="decay --teacher-forcing linearly to R at the last epoch (default: constant)")
     p.add_argument("--out", help="run directory for checkpoints and history (default: runs/seed)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest complete checkpoint")
     p.add_argument("--patience", type=_positive_int,
@@ -136,29 +171,33 @@ def _load_data(path, num_samples):
 
 
 def run_train(args) -> int:
+    with contextlib.ExitStack() as held:  # the run directory's lock, once taken (runlock.py)
+        return _run_train(args, held)
+
+
+def _run_train(args, held: contextlib.ExitStack) -> int:
     import dataclasses
 
     from . import data as data_mod
     from . import parallel
-    from .bucketing import encoder_pad_width
-    from . import models
-    from .decode import greedy_reference
-    from .train import Config, fit, load_state, model_config, split_train_val
+    from .train import Config, load_state, model_config, split_train_val
 
     if args.distributed:  # before anything touches a device
         parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     elif args.coordinator or args.num_processes or args.process_id is not None:
         raise UsageError("--coordinator, --num-processes and --process-id need --distributed")
     mesh = parallel.make_mesh(args.devices)
+    writer = parallel.is_main_process()  # one writer (and lock holder) in a multi-host run
     options = {"patience": args.patience, "checkpoint_every": args.checkpoint_every or 1}
     if args.resume:
         if args.out is not None:
             raise UsageError("--resume DIR continues training in DIR; leave out --out")
         resume = Path(args.resume)
-        if checkpoint.is_checkpoint(resume):
-            ckpt, out = resume, resume.parent
-        else:
-            ckpt, out = checkpoint.latest_checkpoint(resume), resume
+        explicit = checkpoint.is_checkpoint(resume)
+        out = resume.parent if explicit else resume
+        if writer and out.is_dir():  # before reading: a run training there prunes what we would read
+            held.enter_context(runlock.hold(out, "wait for it to end, then resume"))
+        ckpt = resume if explicit else checkpoint.latest_checkpoint(resume)
         manifest = checkpoint.read_manifest(ckpt)
         try:
             saved = Config.from_dict(manifest["config"])
@@ -201,7 +240,9 @@ def run_train(args) -> int:
             print(f"Nothing to do: the run already has {state.epoch} epochs; pass --epochs N with N > {state.epoch} to train on")
             return 0
     else:
-        d = Config()
+        from .demo_corpus import TRAIN_DEFAULTS
+
+        d = dataclasses.replace(Config(), **TRAIN_DEFAULTS) if args.data == "demo" else Config()
         config = Config(**{
             name: getattr(args, name) if getattr(args, name) is not None else getattr(d, name)
             for name in (*_FIXED_ON_RESUME, "epochs", "learning_rate")
@@ -209,6 +250,8 @@ def run_train(args) -> int:
         out = Path(args.out or "runs/seed")
         existing = checkpoint.list_checkpoints(out)
         if existing:
+            with runlock.hold(out):  # a run still training there is the better message
+                pass
             raise UsageError(
                 f"{out} already holds a training run ({existing[-1][1].name}); continue it with --resume {out}, "
                 "or choose another --out"
@@ -227,10 +270,39 @@ def run_train(args) -> int:
                 f"--batch-size {config.batch_size} is larger than the training set ({split_at} of {len(ds)} samples, "
                 f"the rest is validation); use --batch-size {split_at} or less, or more --num-samples"
             )
+    resources.check_fits(model_config(config, ds), parallel.padded_batch_size(config.batch_size, mesh),
+                         ds.max_encoder_seq_length, ds.max_decoder_seq_length)  # before init
+    if writer and not args.resume:  # before any work: the run directory must be writable and ours alone
+        _check_writable(out)
+        held.enter_context(runlock.hold(out))
+        found = checkpoint.list_checkpoints(out)
+        if found:  # another run wrote here after the check above
+            raise UsageError(f"{out} already holds a training run ({found[-1][1].name}); continue it with "
+                             f"--resume {out}, or choose another --out")
+    return _train_and_report(args, config, ds, path, out, state, options, mesh, writer)
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an ``--out`` that cannot be created or written, before an epoch is spent."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot write there ({e.strerror or e}); choose another --out") from None
+
+
+def _train_and_report(args, config, ds, path, out, state, options, mesh, writer) -> int:
+    from . import models, parallel
+    from .bucketing import encoder_pad_width
+    from .decode import greedy_reference
+    from .train import fit, model_config
+
     _describe(ds)
     extra = {"data": {"path": str(Path(path).resolve())}, "options": options}
     print(parallel.describe(mesh, config.batch_size), flush=True)
-    writer = parallel.is_main_process()  # one writer in a multi-host run
     params, history = fit(
         config, ds, log=lambda line: print(line, flush=True), out=out if writer else None, state=state,
         patience=options["patience"], checkpoint_every=options["checkpoint_every"], checkpoint_extra=extra,
@@ -363,6 +435,15 @@ def add_translate(sub) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT_DIR")
     p.add_argument("sentences", nargs="*", metavar="SENTENCE")
     _add_decoding_options(p)
+    g = p.add_argument_group("sampling")
+    g.add_argument("--sample", action="store_true",
+                   help="draw translations from the softmax instead of greedy/beam decoding; prints "
+                   "--samples lines per input line, in order")
+    g.add_argument("--temperature", type=_non_negative_float, default=1.0, metavar="T",
+                   help="with --sample: draw from p**(1/T), renormalised (0 = greedy; default 1)")
+    g.add_argument("--samples", type=_positive_int, default=1, metavar="N",
+                   help="with --sample: translations per sentence (default 1)")
+    g.add_argument("--seed", type=int, default=0, help="with --sample: the random seed (default 0)")
     p.add_argument("--on-error", choices=["fail", "skip", "truncate"], default="fail",
                    help="input with characters outside the vocabulary or longer than the encoder: "
                    "fail (default: report every bad input, translate nothing), skip (empty output line, "
@@ -420,6 +501,12 @@ def _read_stdin_lines(on_error: str) -> tuple[list[str], list[str]]:
 def run_translate(args) -> int:
     from . import decode
 
+    if args.sample and args.beam != 1:
+        print("minis2s translate: error: --sample draws each character; it cannot be combined with --beam", file=sys.stderr)
+        return 2
+    if not args.sample and (args.samples != 1 or args.temperature != 1.0):
+        print("minis2s translate: error: --samples and --temperature need --sample", file=sys.stderr)
+        return 2
     trained = checkpoint.load_trained(args.checkpoint)
     decode.check_trained(trained, args.checkpoint)
     try:
@@ -427,10 +514,17 @@ def run_translate(args) -> int:
             texts, warnings = list(args.sentences), []
         else:
             texts, warnings = _read_stdin_lines(args.on_error)
-        results = decode.translate(
-            trained, texts, beam=args.beam, length_alpha=args.length_alpha,
-            on_error=args.on_error, batch_size=args.batch_size,
-        )
+        if args.sample:
+            per_text = decode.translate_samples(
+                trained, texts, samples=args.samples, temperature=args.temperature, seed=args.seed,
+                on_error=args.on_error, batch_size=args.batch_size,
+            )
+            results = [r for rs in per_text for r in rs]
+        else:
+            results = decode.translate(
+                trained, texts, beam=args.beam, length_alpha=args.length_alpha,
+                on_error=args.on_error, batch_size=args.batch_size,
+            )
     except decode.InputError as e:
         for line in e.problems:
             print(f"minis2s translate: error: {line}", file=sys.stderr)
@@ -439,7 +533,7 @@ def run_translate(args) -> int:
         return 2
     for w in warnings:
         print(f"minis2s translate: warning: {w}", file=sys.stderr)
-    for r in results:
+    for r in results[:: args.samples if args.sample else 1]:  # one warning per input, not per sample
         if r.problem:
             what = "skipped" if r.hypothesis is None else "repaired"
             print(f"minis2s translate: warning ({what}): {r.problem}", file=sys.stderr)
@@ -461,8 +555,8 @@ def add_evaluate(sub) -> None:
         "seed's demo: the first training sentences decoded.",
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT_DIR")
-    p.add_argument("--data", help="fra.txt or fra-eng.zip the checkpoint was trained on "
-                   "(default: the downloaded copy in the cache; 'demo' for the bundled corpus)")
+    p.add_argument("--data", help="fra.txt or fra-eng.zip to read, or 'demo' (default: the file the "
+                   "checkpoint records it was trained on, checked against its SHA-256; else the downloaded copy)")
     p.add_argument("--split", choices=["val", "train"], default="val")
     p.add_argument("--num-samples", type=_num_samples, default=None,
                    help="samples to read (default: the checkpoint's; 'all' for the whole file)")
@@ -474,6 +568,18 @@ def add_evaluate(sub) -> None:
     p.add_argument("--demo", type=int, default=20, metavar="N",
                    help="decode the first N training sentences, as the seed does (default 20; 0: none)")
     p.set_defaults(func=run_evaluate)
+
+
+def _check_same_data(trained, path, inputs, targets) -> None:
+    """The recorded data file still holds the texts the run was trained on (its data_sha256)."""
+    import types
+
+    from .run import data_fingerprint
+
+    want = trained.manifest.get("data_sha256")
+    if want and data_fingerprint(types.SimpleNamespace(input_texts=inputs, target_texts=targets)) != want:
+        raise ValueError(f"{path} has changed since {trained.path} was trained on it (its SHA-256 differs); "
+                         "pass --data PATH to the file it was trained on")
 
 
 def run_evaluate(args) -> int:
@@ -488,9 +594,16 @@ def run_evaluate(args) -> int:
     decode.check_trained(trained, args.checkpoint)
     config = trained.config
     num_samples = config.num_samples if args.num_samples is None else args.num_samples
-    path = data_mod.resolve_data(args.data)
+    recorded = trained.manifest.get("data")
+    recorded = recorded.get("path") if isinstance(recorded, dict) else None
+    path = data_mod.resolve_data(args.data if args.data is not None or recorded is None else recorded)
+    if args.data is None and recorded is not None and not Path(recorded).is_file():
+        raise ValueError(f"{trained.path} was trained on {recorded}, which no longer exists; "
+                         f"pass --data PATH to that file (or its copy)")
     text, source = data_mod.read_text(path)
     inputs, targets = data_mod.parse_pairs(text, num_samples, source)
+    if args.data is None and recorded is not None and num_samples == config.num_samples:
+        _check_same_data(trained, recorded, inputs, targets)
     references = [t.removeprefix(data_mod.START).removesuffix(data_mod.END) for t in targets]
     n = len(inputs)
     split_at = split_train_val(n, config.validation_split)
@@ -603,6 +716,13 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     except OSError as e:  # disk full, permissions: name the path, no traceback
         print(f"minis2s {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except (MemoryError, RuntimeError) as e:
+        if not resources.is_out_of_memory(e):
+            raise
+        lower = "--latent-dim or --batch-size" if args.command == "train" else "--batch-size"
+        first = (str(e).strip().splitlines() or ["MemoryError"])[0][:200]
+        print(f"minis2s {args.command}: error: out of memory ({first}); lower {lower}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         if args.command == "train":

@@ -324,19 +324,20 @@ def download(url: str = DATA_URL, dest_dir: str | os.PathLike | None = None, tim
     return dest
 
 
-DEMO_PATH = Path(__file__).parent / "demo" / "pairs.txt"
+DEMO_PATH = Path(__file__).parent / "demo" / "pairs.txt"  # 140 short pairs, the tests' fixture
+PHRASES_PATH = Path(__file__).parent / "demo" / "phrases.txt"  # --data demo (minis2s/demo_corpus.py)
 
 
 def resolve_data(path: str | os.PathLike | None) -> Path:
-    """``--data PATH`` if given (``demo``: the small corpus shipped with minis2s), else the
-    cached (or freshly downloaded) ``fra-eng.zip``."""
+    """``--data PATH`` if given (``demo``: the templated corpus shipped with minis2s,
+    :data:`PHRASES_PATH`), else the cached (or freshly downloaded) ``fra-eng.zip``."""
     if path is None:
         return download()
-    return DEMO_PATH if str(path) == "demo" else Path(path)
+    return PHRASES_PATH if str(path) == "demo" else Path(path)
 
 
 __all__ = [
-    "DATA_URL", "DEMO_PATH", "DataError", "Dataset", "PAD", "START", "END", "Vocab", "build_dataset",
+    "DATA_URL", "DEMO_PATH", "PHRASES_PATH", "DataError", "Dataset", "PAD", "START", "END", "Vocab", "build_dataset",
     "cache_dir", "download", "load_dataset", "one_hot", "parse_pairs", "read_text",
     "resolve_data", "shift_targets",
 ]

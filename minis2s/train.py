@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import math
 import os
 import time
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import jax
@@ -28,68 +26,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from . import checkpoint
 from . import losses
 from . import models
 from . import parallel
+from . import scheduled
 from .bucketing import Batcher, fill_rows
+from .config import HISTORY_KEYS, Config, make_optimizer, model_config
 from .data import Dataset
 from .model import make_apply
 from .models import ModelConfig, Params
+from .run import TrainState, data_fingerprint, initial_state, load_state, save_state
 
 Batch = dict[str, jax.Array]
-
-
-@dataclass(frozen=True)
-class Config:
-    """Training settings; the defaults are the Keras seed example's."""
-
-    num_samples: int | None = 10000  # None: every line of the file
-    batch_size: int = 64
-    epochs: int = 100
-    latent_dim: int = 256
-    validation_split: float = 0.2
-    seed: int = 0
-    learning_rate: float = 1e-3
-    rho: float = 0.9
-    epsilon: float = 1e-7
-    # How the LSTM gradient is computed: "bptt" (hand-derived backward pass, faster; see
-    # scripts/bench.py and docs/performance.md) or "autodiff" (JAX differentiates the scan;
-    # the reference). Both give the same numbers within float tolerance.
-    grad: str = "bptt"
-    model: str = "seed"  # an entry of minis2s.models.MODELS; "seed" is the Keras example
-    cell: str = "lstm"  # an entry of minis2s.cells.CELLS
-    bucket: bool = False  # length buckets (minis2s/bucketing.py); departs from the seed
-    mask_padding: bool = False  # loss over real target characters only; departs from the seed
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the first setting that cannot work."""
-        if self.num_samples is not None and self.num_samples <= 0:
-            raise ValueError(f"num_samples must be positive, got {self.num_samples}")
-        for name in ("batch_size", "epochs", "latent_dim"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0.0 < self.validation_split < 1.0:
-            raise ValueError(f"validation_split must be in (0, 1), got {self.validation_split}")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ValueError(f"learning_rate must be positive and finite, got {self.learning_rate}")
-        models.check_names(self.model, self.cell, self.grad)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Config":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def make_optimizer(config: Config) -> optax.GradientTransformation:
-    """Keras ``RMSprop()``: ``v = rho v + (1 - rho) g^2``, ``w -= lr g / sqrt(v + eps)``."""
-    return optax.rmsprop(config.learning_rate, decay=config.rho, eps=config.epsilon)
-
-
-def model_config(config: Config, data: Dataset) -> ModelConfig:
-    return ModelConfig(len(data.input_vocab), len(data.target_vocab), config.latent_dim, config.model, config.cell)
 
 
 # --------------------------------------------------------------------------- loss and step
@@ -161,25 +110,29 @@ def make_train_epoch(
     update as :func:`make_train_step` once per batch, in order; ``totals`` are the metric
     sums, added batch after batch in the same order as the per-step loop would;
     ``step_losses`` ``(S,)`` each batch's loss sum, so a non-finite loss can be traced to its step.
+    ``step_extras`` (optional): a dict of ``(S, ...)`` arrays, row ``s`` added to batch ``s``
+    (scheduled sampling's key and ratio).
 
     Why: a jitted step called from Python pays dispatch and a host-to-device copy of the
     batch every time; here the epoch's data stay on the device and Python is entered once.
     """
     step = _step(optimizer, _resolve_apply(apply_fn, grad))
 
-    def train_epoch(params, opt_state, data, index, weight):
+    def train_epoch(params, opt_state, data, index, weight, step_extras=None):
         def body(carry, xs):
             params, opt_state, totals = carry
-            idx, w = xs  # (B,), (B,)
+            idx, w, extra = xs  # (B,), (B,), {name: (...)}
             batch = {k: v[idx] for k, v in data.items()}
             batch["weight"] = w
+            batch.update(extra)
             params, opt_state, metrics = step(params, opt_state, batch)
             totals = jax.tree.map(jnp.add, totals, metrics)
             return (params, opt_state, totals), metrics["loss_sum"]
 
         zero = jnp.zeros((), weight.dtype)
         totals = {"loss_sum": zero, "correct_sum": zero, "count": zero}
-        (params, opt_state, totals), step_losses = jax.lax.scan(body, (params, opt_state, totals), (index, weight))
+        xs = (index, weight, step_extras or {})
+        (params, opt_state, totals), step_losses = jax.lax.scan(body, (params, opt_state, totals), xs)
         return params, opt_state, totals, step_losses
 
     return jax.jit(train_epoch)
@@ -271,117 +224,9 @@ def format_epoch(epoch: int, epochs: int, seconds: float, logs: dict[str, float]
 # --------------------------------------------------------------------------- fit
 
 
-HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")
-
-
 class NonFiniteLoss(FloatingPointError):
     """The loss became NaN or infinite; the message names the epoch, the step and the last
     good checkpoint."""
-
-
-@dataclass(frozen=True)
-class TrainState:
-    """Everything a resumed run needs besides the config and the data.
-
-    ``epoch`` counts finished epochs; the shuffle order of epoch ``e`` (0-based) is
-    ``permutation(fold_in(shuffle_key, e))``, so the key and the epoch fix every future
-    shuffle. ``best_val_loss``, ``best_epoch`` and ``wait`` are Keras'
-    ``ModelCheckpoint(save_best_only=True)`` / ``EarlyStopping`` bookkeeping.
-    """
-
-    params: Params
-    opt_state: optax.OptState
-    epoch: int
-    history: dict[str, list[float]]
-    shuffle_key: np.ndarray  # (2,) uint32, a raw PRNG key
-    best_val_loss: float = math.inf
-    best_epoch: int = 0
-    wait: int = 0
-
-    def training_meta(self) -> dict:
-        """The JSON part of the state, as stored in a checkpoint manifest."""
-        return {
-            "epoch": self.epoch,
-            "history": self.history,
-            "shuffle_key": [int(x) for x in np.asarray(self.shuffle_key).ravel()],
-            "best_val_loss": self.best_val_loss,
-            "best_epoch": self.best_epoch,
-            "wait": self.wait,
-        }
-
-
-def initial_state(config: Config, data: Dataset, optimizer: optax.GradientTransformation, params: Params | None = None) -> TrainState:
-    """Epoch 0: parameters from ``split(PRNGKey(seed))[0]`` (unless given), shuffles from ``[1]``."""
-    init_key, shuffle_key = jax.random.split(jax.random.PRNGKey(config.seed))
-    if params is None:
-        params = models.build(model_config(config, data)).init(init_key)
-    return TrainState(params, optimizer.init(params), 0, {k: [] for k in HISTORY_KEYS}, np.asarray(shuffle_key))
-
-
-def data_fingerprint(data: Dataset) -> str:
-    """SHA-256 of the training texts, so a resumed run can tell it got the same data."""
-    h = hashlib.sha256()
-    for t in (*data.input_texts, *data.target_texts):
-        h.update(t.encode("utf-8"))
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def save_state(out: str | os.PathLike, state: TrainState, config: Config, data: Dataset, extra: dict | None = None) -> str:
-    """Write ``out/epoch-NNNN`` (params, optimizer state, manifest), then keep only it and
-    the best checkpoint, and update ``out/history.json``. Returns the checkpoint path."""
-    from . import checkpoint
-
-    meta = {
-        **checkpoint.model_meta(config, data),
-        "training": state.training_meta(),
-        "data_sha256": data_fingerprint(data),
-        **(extra or {}),
-    }
-    path = checkpoint.save(checkpoint.epoch_dir(out, state.epoch), state.params, meta, state.opt_state)
-    checkpoint.prune(out, keep={state.epoch, state.best_epoch})
-    checkpoint.write_history(os.path.join(out, checkpoint.HISTORY_FILE), state.history)
-    return str(path)
-
-
-def load_state(directory: str | os.PathLike, data: Dataset | None = None) -> tuple[Config, TrainState, dict]:
-    """``(config, state, manifest)`` of a training checkpoint, verified (see
-    :mod:`minis2s.checkpoint`); with ``data``, also check it is the data the run used."""
-    from . import checkpoint
-
-    # A run directory resumes from its newest checkpoint (checkpoint.load alone would pick
-    # the best one, which is for translating, not for continuing).
-    if not checkpoint.is_checkpoint(directory) and checkpoint.list_checkpoints(directory):
-        directory = checkpoint.latest_checkpoint(directory)
-    params, manifest = checkpoint.load(directory)
-    try:
-        config = Config.from_dict(manifest["config"])
-        t = manifest["training"]
-        if data is not None:
-            if manifest.get("data_sha256") != data_fingerprint(data):
-                raise checkpoint.CheckpointError(
-                    f"{directory}: the data differs from the data this run was trained on "
-                    f"({manifest.get('data', {}).get('path', 'path unknown')}, num_samples={config.num_samples}); "
-                    "pass the same --data"
-                )
-        template = make_optimizer(config).init(params)
-        opt_state = checkpoint.load_optimizer_state(directory, manifest, template)
-        history = {k: [float(x) for x in t["history"][k]] for k in HISTORY_KEYS}
-        state = TrainState(
-            params=params,
-            opt_state=opt_state,
-            epoch=int(t["epoch"]),
-            history=history,
-            shuffle_key=np.asarray(t["shuffle_key"], dtype=np.uint32),
-            best_val_loss=float(t["best_val_loss"]),
-            best_epoch=int(t["best_epoch"]),
-            wait=int(t["wait"]),
-        )
-    except (KeyError, TypeError) as e:
-        raise checkpoint.CheckpointError(f"{directory}: not a training checkpoint (manifest lacks {e})") from None
-    if any(len(v) != state.epoch for v in history.values()):
-        raise checkpoint.CheckpointError(f"{directory}: history length does not match epoch {state.epoch}")
-    return config, state, manifest
 
 
 def _non_finite_message(what: str, value: float, epoch: int, step: int, steps: int, last_saved: str | None) -> str:
@@ -398,13 +243,143 @@ def _compiled_steps(config: Config, model_cfg: ModelConfig):
     """``(optimizer, train_step, train_epoch, eval_step)`` for a config, cached and shared by
     every :func:`fit` call in the process, so a resumed or repeated fit reuses the compilation."""
     optimizer = make_optimizer(config)
-    apply_fn = models.build(model_cfg, config.grad).apply
+    model = models.build(model_cfg, config.grad)
+    apply_fn = model.apply
+    train_apply = apply_fn
+    if scheduled.uses_scheduled_sampling(config.teacher_forcing, config.teacher_forcing_end):
+        # the batch carries this step's key and ratio (_coin_extras); validation stays teacher-forced
+        def train_apply(params, batch):
+            return scheduled.apply(model, params, batch, batch["coin_key"], batch["teacher_forcing"])
     return (
         optimizer,
-        make_train_step(optimizer, apply_fn),
-        make_train_epoch(optimizer, apply_fn),
+        make_train_step(optimizer, train_apply),
+        make_train_epoch(optimizer, train_apply),
         make_eval_step(apply_fn),
     )
+
+
+# fold_in(shuffle_key, e) shuffles epoch e; fold_in(shuffle_key, _COIN_STREAM + e) is the
+# root of epoch e's scheduled-sampling keys, so no key serves twice (epochs < 2**30).
+_COIN_STREAM = 1 << 30
+
+
+def _coin_extras(config: Config, shuffle_key, epoch: int):
+    """``extras(steps) -> {"coin_key": (S, 2), "teacher_forcing": (S,)}`` for epoch ``epoch``
+    (step ``s`` draws with ``fold_in(epoch key, s)``), or ``None`` on the teacher-forced path."""
+    if not scheduled.uses_scheduled_sampling(config.teacher_forcing, config.teacher_forcing_end):
+        return None
+    ratio = scheduled.ratio_at(epoch, config.epochs, config.teacher_forcing, config.teacher_forcing_end)
+    root = jax.random.fold_in(jnp.asarray(shuffle_key), _COIN_STREAM + epoch)
+
+    def extras(steps: int) -> dict:
+        keys = jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.arange(steps, dtype=jnp.uint32))
+        return {"coin_key": keys, "teacher_forcing": jnp.full((steps,), ratio, jnp.float32)}
+
+    return extras
+
+
+def _check_fit(config: Config, n: int, patience: int | None, checkpoint_every: int) -> int:
+    """Validate the settings; return where validation starts (``split_at``)."""
+    config.validate()
+    if patience is not None and patience <= 0:
+        raise ValueError(f"patience must be positive, got {patience}")
+    if checkpoint_every <= 0:
+        raise ValueError(f"checkpoint_every must be positive, got {checkpoint_every}")
+    split_at = split_train_val(n, config.validation_split)
+    if split_at == 0 or split_at == n:
+        raise ValueError(
+            f"validation_split={config.validation_split} of {n} samples leaves "
+            f"{split_at} for training and {n - split_at} for validation; both must be non-empty"
+        )
+    return split_at
+
+
+def _epoch_runner(config: Config, data: Dataset, mesh, train_step, train_epoch):
+    """``(run_epoch, batches)``: ``run_epoch(params, opt_state, perm) -> (params, opt_state,
+    totals, step_losses)`` trains one pass over the rows ``perm``; ``batches(indices)`` makes
+    the (sharded) batches of any rows, as training sees them.
+
+    The seed's fixed-shape batches on one device run as one jitted call per epoch (data on
+    the device); length buckets (shapes vary) and several devices go batch by batch through
+    the same update step (minis2s/parallel.py, minis2s/bucketing.py).
+    """
+    rows = parallel.padded_batch_size(config.batch_size, mesh)
+    batcher = Batcher(data, config.batch_size, rows, bucket=config.bucket, mask_padding=config.mask_padding)
+
+    def sharded_batches(indices):
+        return (parallel.shard_batch(b, mesh) for b in batcher(indices))
+
+    if not (config.bucket or config.mask_padding) and mesh.size == 1:
+        on_device = device_data(data)
+
+        def run_whole_epoch(params, opt_state, perm, extras=None):
+            index, weight = batch_plan(perm, config.batch_size)
+            # step_losses (S,): each step's loss sum, checked once per epoch (no sync per step)
+            if extras is None:
+                return train_epoch(params, opt_state, on_device, index, weight)
+            return train_epoch(params, opt_state, on_device, index, weight, extras(len(index)))
+
+        return run_whole_epoch, sharded_batches
+
+    def run_batch_by_batch(params, opt_state, perm, extras=None):
+        totals, step_losses = None, []
+        batches = list(sharded_batches(perm))
+        per_step = extras(len(batches)) if extras is not None else None
+        for s, batch in enumerate(batches):
+            if per_step is not None:
+                batch = {**batch, **{k: v[s] for k, v in per_step.items()}}
+            params, opt_state, metrics = train_step(params, opt_state, batch)
+            totals = _accumulate(totals, metrics)
+            step_losses.append(metrics["loss_sum"])
+        return params, opt_state, totals, step_losses
+
+    return run_batch_by_batch, sharded_batches
+
+
+def _advance(state: TrainState, params, opt_state, logs: dict[str, float], seconds: float) -> TrainState:
+    """The state after one more epoch, with Keras' best-checkpoint and early-stopping
+    bookkeeping (``ModelCheckpoint(save_best_only=True)`` and ``EarlyStopping`` both use
+    ``np.less`` on ``val_loss``)."""
+    improved = logs["val_loss"] < state.best_val_loss
+    return TrainState(
+        params=params,
+        opt_state=opt_state,
+        epoch=state.epoch + 1,
+        history={k: [*state.history[k], v] for k, v in {**logs, "seconds": seconds}.items()},
+        shuffle_key=state.shuffle_key,
+        best_val_loss=logs["val_loss"] if improved else state.best_val_loss,
+        best_epoch=state.epoch + 1 if improved else state.best_epoch,
+        wait=0 if improved else state.wait + 1,
+    )
+
+
+class _Saver:
+    """Writes the run's checkpoints (or nothing, without a run directory) and remembers the
+    last one written, for the message when training has to stop."""
+
+    def __init__(self, out, config: Config, data: Dataset, extra: dict | None):
+        self.out, self.config, self.data, self.extra = out, config, data, extra
+        self.last: str | None = None
+        if out is not None:
+            found = checkpoint.list_checkpoints(out)
+            self.last = str(found[-1][1]) if found else None
+
+    def save(self, state: TrainState) -> None:
+        self.last = save_state(self.out, state, self.config, self.data, self.extra)
+
+    def keep_last_good(self, good: TrainState) -> str | None:
+        """On a fault, make sure the last finished epoch is on disk (with --checkpoint-every
+        > 1 it may not be); return the last good checkpoint."""
+        if self.out is not None and good.epoch > 0 and not (self.last and self.last.endswith(f"epoch-{good.epoch:04d}")):
+            self.save(good)
+        return self.last
+
+
+def _first_bad_step(step_losses) -> tuple[int, float]:
+    """``(step, value)`` of the first non-finite loss of an epoch (0-based step)."""
+    bad = np.asarray(jax.device_get(step_losses))
+    step = int(np.argmax(~np.isfinite(bad)))
+    return step, float(bad[step])
 
 
 def fit(
@@ -441,96 +416,42 @@ def fit(
         NonFiniteLoss: the training or validation loss became NaN or infinite; nothing of
             that epoch is saved.
     """
-    config.validate()
-    if patience is not None and patience <= 0:
-        raise ValueError(f"patience must be positive, got {patience}")
-    if checkpoint_every <= 0:
-        raise ValueError(f"checkpoint_every must be positive, got {checkpoint_every}")
-    n = len(data)
-    split_at = split_train_val(n, config.validation_split)
-    if split_at == 0 or split_at == n:
-        raise ValueError(
-            f"validation_split={config.validation_split} of {n} samples leaves "
-            f"{split_at} for training and {n - split_at} for validation; both must be non-empty"
-        )
+    split_at = _check_fit(config, len(data), patience, checkpoint_every)
     optimizer, train_step, train_epoch, eval_step = _compiled_steps(
         dataclasses.replace(config, epochs=1, num_samples=None), model_config(config, data)
     )
-    if state is None:
-        state = initial_state(config, data, optimizer, params)
-    params, opt_state = state.params, state.opt_state
-    val_idx = np.arange(split_at, n)
-    # devices, buckets, mask (minis2s/parallel.py, minis2s/bucketing.py); same jitted step.
+    state = state or initial_state(config, data, optimizer, params)
     mesh = mesh if mesh is not None else parallel.make_mesh(1)
-    rows = parallel.padded_batch_size(config.batch_size, mesh)
-    batcher = Batcher(data, config.batch_size, rows, bucket=config.bucket, mask_padding=config.mask_padding)
-    params, opt_state = parallel.replicate((params, opt_state), mesh)
-    sharded_batches = lambda idx: (parallel.shard_batch(b, mesh) for b in batcher(idx))  # noqa: E731
-    # The seed's fixed-shape batches on one device run as one jitted call per epoch (data on
-    # the device); length buckets (shapes vary) and several devices go batch by batch
-    # through the same update step.
-    whole_epoch = not (config.bucket or config.mask_padding) and mesh.size == 1
-    on_device = device_data(data) if whole_epoch else None
-    val_batches = list(sharded_batches(val_idx))  # the same every epoch: built and placed once
-    last_saved: str | None = None
-    if out is not None:
-        from . import checkpoint
-
-        found = checkpoint.list_checkpoints(out)
-        last_saved = str(found[-1][1]) if found else None
-
-    def keep_last_good(good: TrainState, last_saved: str | None) -> str | None:
-        """On a fault, make sure the last finished epoch is on disk (with --checkpoint-every > 1
-        it may not be)."""
-        if out is None or good.epoch == 0 or (last_saved and last_saved.endswith(f"epoch-{good.epoch:04d}")):
-            return last_saved
-        return save_state(out, good, config, data, checkpoint_extra)
+    run_epoch, batches_of = _epoch_runner(config, data, mesh, train_step, train_epoch)
+    params, opt_state = parallel.replicate((state.params, state.opt_state), mesh)
+    val_idx = np.arange(split_at, len(data))
+    val_batches = list(batches_of(val_idx))  # the same every epoch: built and placed once
+    saver = _Saver(out, config, data, checkpoint_extra)
 
     for epoch in range(state.epoch, config.epochs):
         t0 = time.perf_counter()
         perm = np.asarray(jax.random.permutation(jax.random.fold_in(state.shuffle_key, epoch), split_at))
-        if whole_epoch:
-            index, weight = batch_plan(perm, config.batch_size)
-            # step_losses (S,): each step's loss sum, checked once per epoch (no sync per step)
-            params, opt_state, totals, step_losses = train_epoch(params, opt_state, on_device, index, weight)
-        else:
-            totals, step_losses = None, []
-            for batch in sharded_batches(perm):
-                params, opt_state, metrics = train_step(params, opt_state, batch)
-                totals = _accumulate(totals, metrics)
-                step_losses.append(metrics["loss_sum"])
+        coins = _coin_extras(config, state.shuffle_key, epoch)  # None: teacher forcing, the seed
+        params, opt_state, totals, step_losses = run_epoch(params, opt_state, perm, coins)
         logs = _summarise(totals)
         steps = len(step_losses)
         if not math.isfinite(logs["loss"]):
-            bad = np.asarray(jax.device_get(step_losses))
-            step = int(np.argmax(~np.isfinite(bad)))
-            last_saved = keep_last_good(state, last_saved)
-            raise NonFiniteLoss(_non_finite_message("loss", float(bad[step]), epoch + 1, step + 1, steps, last_saved))
+            step, value = _first_bad_step(step_losses)
+            raise NonFiniteLoss(_non_finite_message("loss", value, epoch + 1, step + 1, steps, saver.keep_last_good(state)))
         val = evaluate(params, data, val_idx, config.batch_size, eval_step, lambda _: val_batches)
         logs.update({"val_" + k: v for k, v in val.items()})
         if not math.isfinite(logs["val_loss"]):  # the epoch's last update broke the parameters
-            last_saved = keep_last_good(state, last_saved)
-            raise NonFiniteLoss(_non_finite_message("val_loss", logs["val_loss"], epoch + 1, steps, steps, last_saved))
+            raise NonFiniteLoss(
+                _non_finite_message("val_loss", logs["val_loss"], epoch + 1, steps, steps, saver.keep_last_good(state))
+            )
         seconds = time.perf_counter() - t0
-        history = {k: [*state.history[k], v] for k, v in {**logs, "seconds": seconds}.items()}
         if log is not None:
             log(format_epoch(epoch + 1, config.epochs, seconds, logs))
-
-        # Keras: ModelCheckpoint(save_best_only=True) and EarlyStopping both use np.less.
         improved = logs["val_loss"] < state.best_val_loss
-        state = TrainState(
-            params=params,
-            opt_state=opt_state,
-            epoch=epoch + 1,
-            history=history,
-            shuffle_key=state.shuffle_key,
-            best_val_loss=logs["val_loss"] if improved else state.best_val_loss,
-            best_epoch=epoch + 1 if improved else state.best_epoch,
-            wait=0 if improved else state.wait + 1,
-        )
+        state = _advance(state, params, opt_state, logs, seconds)
         stop = patience is not None and state.wait >= patience
         if out is not None and (improved or stop or state.epoch % checkpoint_every == 0 or state.epoch == config.epochs):
-            last_saved = save_state(out, state, config, data, checkpoint_extra)
+            saver.save(state)
         if stop:
             if log is not None:
                 log(
@@ -540,3 +461,9 @@ def fit(
             break
     return params, state.history
 
+
+__all__ = [
+    "HISTORY_KEYS", "Config", "NonFiniteLoss", "TrainState", "batch_plan", "batches", "data_fingerprint",
+    "device_data", "evaluate", "fit", "format_epoch", "initial_state", "load_state", "loss_fn", "make_eval_step",
+    "make_optimizer", "make_train_epoch", "make_train_step", "model_config", "save_state", "split_train_val",
+]

@@ -46,7 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_FRA = ROOT.parent / "shared" / "data" / "fra-eng" / "fra.txt"
 MARK = "@@BENCH "
-VARIANTS = ("minis2s-bptt", "minis2s-autodiff", "keras-jax", "torch")
+VARIANTS = ("minis2s-bptt", "minis2s-autodiff", "keras-jax", "torch", "minis2s-gru", "torch-gru")
 ATTENTION_VARIANTS = ("minis2s-bptt", "minis2s-luong", "minis2s-bahdanau", "torch-bahdanau")
 GRADS = ("bptt", "autodiff")  # minis2s-<grad>: the seed with that LSTM gradient; minis2s-<model>: a registered model
 
@@ -126,28 +126,26 @@ def _rss_mb() -> float:
 
 class MinisWorker:
     """minis2s as ``fit`` runs it: on-device epoch runner, then the validation loop.
-
-    ``which`` is a gradient (``bptt``, ``autodiff``: the seed model with that LSTM gradient)
-    or a registered model's name (``luong``, ``bahdanau``: that model, default gradient).
+    ``cell="gru"``: the seed model with the GRU (hand-derived backward) in place of the LSTM;
+    ``model="luong"`` or ``"bahdanau"``: that registered model.
     """
 
-    def __init__(self, args, ds, which: str):
+    def __init__(self, args, ds, grad: str, cell: str = "lstm", model: str = "seed"):
         import jax
         import numpy as np
 
         from minis2s import models, train
 
         self.jax, self.np, self.train = jax, np, train
-        grad, model_name = (which, "seed") if which in GRADS else ("bptt", which)
-        cfg = train.Config(batch_size=args.batch_size, latent_dim=args.latent_dim, grad=grad, model=model_name)
+        cfg = train.Config(batch_size=args.batch_size, latent_dim=args.latent_dim, grad=grad, cell=cell, model=model)
         self.cfg, self.ds = cfg, ds
         n = len(ds)
         self.split_at = train.split_train_val(n, cfg.validation_split)
         self.val_idx = np.arange(self.split_at, n)
         key = jax.random.PRNGKey(cfg.seed)
         init_key, self.shuffle_key = jax.random.split(key)
-        net = models.build(train.model_config(cfg, ds), grad)
-        self.params = net.init(init_key)
+        seq2seq = models.build(train.model_config(cfg, ds), grad)
+        self.params = seq2seq.init(init_key)
         self.opt = train.make_optimizer(cfg)
         self.opt_state = self.opt.init(self.params)
         self.dev = train.device_data(ds)
@@ -156,18 +154,18 @@ class MinisWorker:
         index, weight = train.batch_plan(np.arange(self.split_at), cfg.batch_size)
         batch0 = next(train.batches(ds, np.arange(self.split_at), cfg.batch_size))
         t0, c0 = time.perf_counter(), time.process_time()
-        self.step = train.make_train_step(self.opt, net.apply).lower(self.params, self.opt_state, batch0).compile()
+        self.step = train.make_train_step(self.opt, seq2seq.apply).lower(self.params, self.opt_state, batch0).compile()
         self.compile_step = time.perf_counter() - t0
         self.compile_step_cpu = time.process_time() - c0
         t0 = time.perf_counter()
         self.epoch_fn = (
-            train.make_train_epoch(self.opt, net.apply)
+            train.make_train_epoch(self.opt, seq2seq.apply)
             .lower(self.params, self.opt_state, self.dev, index, weight)
             .compile()
         )
         self.compile_epoch = time.perf_counter() - t0
         t0 = time.perf_counter()
-        self.eval_step = train.make_eval_step(net.apply).lower(self.params, batch0).compile()
+        self.eval_step = train.make_eval_step(seq2seq.apply).lower(self.params, batch0).compile()
         self.compile_eval = time.perf_counter() - t0
 
     def ready(self):
@@ -280,9 +278,10 @@ class KerasWorker:
 
 class TorchWorker:
     """An ``nn.LSTM`` encoder-decoder of the same sizes, the same loss (Keras' clipped
-    categorical cross-entropy on probabilities) and RMSprop, ``--threads`` threads."""
+    categorical cross-entropy on probabilities) and RMSprop, ``--threads`` threads.
+    ``cell="gru"``: ``nn.GRU`` layers instead (the decoder starts from the encoder's ``h``)."""
 
-    def __init__(self, args, ds):
+    def __init__(self, args, ds, cell: str = "lstm"):
         import numpy as np
         import torch
         from torch import nn
@@ -295,8 +294,9 @@ class TorchWorker:
         class Seq2Seq(nn.Module):
             def __init__(self):
                 super().__init__()
-                self.encoder = nn.LSTM(v_in, h, batch_first=True)
-                self.decoder = nn.LSTM(v_out, h, batch_first=True)
+                rnn = nn.GRU if cell == "gru" else nn.LSTM
+                self.encoder = rnn(v_in, h, batch_first=True)
+                self.decoder = rnn(v_out, h, batch_first=True)
                 self.dense = nn.Linear(h, v_out)
 
             def forward(self, enc_x, dec_x, lengths):  # lengths: unused, the seed reads the padding
@@ -437,12 +437,18 @@ class PeakWorker:
 def worker_main(args) -> int:
     ds, source = load_data(args)
     kind = args.worker
-    if kind.startswith("minis2s-"):
+    if kind == "minis2s-gru":
+        w = MinisWorker(args, ds, "bptt", cell="gru")
+    elif kind.removeprefix("minis2s-") in GRADS:
         w = MinisWorker(args, ds, kind.removeprefix("minis2s-"))
+    elif kind.startswith("minis2s-"):
+        w = MinisWorker(args, ds, "bptt", model=kind.removeprefix("minis2s-"))
     elif kind == "keras-jax":
         w = KerasWorker(args, ds)
     elif kind == "torch":
         w = TorchWorker(args, ds)
+    elif kind == "torch-gru":
+        w = TorchWorker(args, ds, cell="gru")
     elif kind == "torch-bahdanau":
         w = TorchBahdanauWorker(args, ds)
     elif kind == "peak":
@@ -509,11 +515,11 @@ def available(name: str) -> bool:
     """Whether ``name`` can run here: its framework is installed, its model is registered."""
     import importlib.util
 
-    if name.startswith("minis2s-") and name.removeprefix("minis2s-") not in GRADS:
+    if name.startswith("minis2s-") and name.removeprefix("minis2s-") not in (*GRADS, "gru"):
         from minis2s import models
 
         return name.removeprefix("minis2s-") in models.MODELS
-    mod = {"keras-jax": "keras", "torch": "torch", "torch-bahdanau": "torch"}.get(name)
+    mod = {"keras-jax": "keras", "torch": "torch", "torch-gru": "torch", "torch-bahdanau": "torch"}.get(name)
     return mod is None or importlib.util.find_spec(mod) is not None
 
 
@@ -600,6 +606,11 @@ def run_bench(args) -> int:
             flops["train_step"] * split_at / args.batch_size / _median(tr) / (peak_gflops * 1e9) if tr and seed_work else None
         )
     for name, r in results.items():
+        if name.endswith("-gru"):  # the FLOP count above is the LSTM's; a GRU does 3/4 of its recurrent matmuls
+            r["peak_fraction_epoch"] = r["peak_fraction_train"] = None
+        lstm_of = {"minis2s-gru": "minis2s-bptt", "torch-gru": "torch"}.get(name)
+        if lstm_of in results and results[lstm_of]["epoch_s_median"] and r["epoch_s_median"]:
+            r["ratio_vs_lstm"] = r["epoch_s_median"] / results[lstm_of]["epoch_s_median"]
         for ref in ("keras-jax", "torch"):
             if ref in results and results[ref]["epoch_s_median"] and r["epoch_s_median"]:
                 r[f"ratio_vs_{ref}"] = r["epoch_s_median"] / results[ref]["epoch_s_median"]
@@ -628,6 +639,10 @@ def run_bench(args) -> int:
         f"useful FLOPs {flops['train_step'] / 1e9:.2f} GFLOP/train step, {epoch_flops / 1e12:.3f} TFLOP/epoch.\n"
         f"load average before/after: {load_before[0]:.1f}/{load_after[0]:.1f} on {os.cpu_count()} CPUs"
         + (f"; skipped (not installed, or model not registered): {', '.join(skipped)}" if skipped else "")
+        + "".join(
+            f"\n{name} epoch / its LSTM's epoch: {_fmt(r['ratio_vs_lstm'])} (target <= 0.85)"
+            for name, r in results.items() if r.get("ratio_vs_lstm")
+        )
     )
     table = "\n".join(lines) + "\n" + summary
     print(table)

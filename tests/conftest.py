@@ -1,7 +1,9 @@
-"""Shared fixtures: small corpora written here, the shared fra.txt when present, a CLI runner."""
+"""Shared fixtures: small corpora written here, the shared fra.txt when present, a CLI runner,
+the skip-or-fail rule for missing oracles and data, and one tree-equality assertion."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -54,11 +56,54 @@ def three_column_file(tmp_path) -> Path:
     return p
 
 
+def in_ci() -> bool:
+    """Whether this is a CI run: the environment variable ``CI`` is set (``.ci/run`` sets it)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def missing(reason: str) -> None:
+    """A test oracle (Keras, sacreBLEU, matplotlib) or data file is absent: skip locally,
+    fail in CI, where a skip would hide a broken oracle. Works inside a test or at module level."""
+    if in_ci():
+        pytest.fail(f"{reason}; CI is set, so this fails instead of skipping", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def require_module(name: str):
+    """``import name`` for a test-only oracle, or :func:`missing` when it cannot be imported."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        missing(f"{name} is not installed (pip install -e '.[test]'): {e}")
+
+
 @pytest.fixture
 def shared_fra() -> Path:
     if not SHARED_FRA.is_file():
-        pytest.skip(f"{SHARED_FRA} not present")
+        missing(f"{SHARED_FRA} not present")
     return SHARED_FRA
+
+
+def assert_trees_equal(a, b, *, rtol: float = 0.0, atol: float = 0.0) -> None:
+    """``a`` and ``b`` are the same pytree: the same structure (keys, nesting, container types)
+    first, then, leaf by leaf, the same shape and dtype and equal values (or within
+    ``rtol``/``atol``). Empty trees are refused: comparing nothing proves nothing."""
+    import jax
+    import numpy as np
+
+    sa, sb = jax.tree.structure(a), jax.tree.structure(b)
+    assert sa == sb, f"tree structures differ:\n  {sa}\n  {sb}"
+    la, lb = jax.tree.leaves_with_path(a), jax.tree.leaves(b)
+    assert la, "empty trees"
+    for (path, x), y in zip(la, lb, strict=True):
+        name = jax.tree_util.keystr(path)
+        x, y = np.asarray(x), np.asarray(y)
+        assert x.shape == y.shape, f"{name}: shape {x.shape} != {y.shape}"
+        assert x.dtype == y.dtype, f"{name}: dtype {x.dtype} != {y.dtype}"
+        if rtol == 0.0 and atol == 0.0:
+            np.testing.assert_array_equal(x, y, err_msg=name)
+        else:
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=atol, err_msg=name)
 
 
 def run_cli(*args: str, timeout: float = 600, input: str | None = None, env: dict | None = None):

@@ -230,3 +230,18 @@ def test_greedy_and_beam_decode_with_attention():
     b_tokens, b_len, b_logp = decode.beam_batch(params, enc, 0.0, lengths, beam_width=2, **statics)
     assert b_tokens.shape == (3, 6)
     assert np.all(np.asarray(b_logp) >= np.asarray(logp) - 1e-5)  # keep_greedy: never below greedy
+
+
+def test_works_with_the_gru_cell():
+    """A cell without a core in bahdanau.CORES (the GRU) takes the plain path: decode_step is
+    still one step of apply, and padding still changes nothing."""
+    model = models.build(models.ModelConfig(V_IN, V_OUT, H, "bahdanau", "gru"))
+    assert "gru" not in bahdanau.CORES
+    params = model.init(jax.random.PRNGKey(9))
+    batch = make_batch(9, lengths=(5, 2, 3))
+    probs = np.asarray(model.apply(params, batch))
+    step_probs, att = teacher_forced_steps(model, params, batch)
+    np.testing.assert_allclose(step_probs, probs, rtol=0, atol=1e-6)
+    assert np.all(att[1, :, 2:] == 0.0)
+    wide = dict(batch, encoder_tokens=np.pad(batch["encoder_tokens"], ((0, 0), (0, 4))))
+    np.testing.assert_allclose(np.asarray(model.apply(params, wide)), probs, rtol=0, atol=2e-7)

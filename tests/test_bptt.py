@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from minis2s import bptt, lstm, model, train
+from tests.conftest import assert_trees_equal
 from minis2s.cli import build_parser
 
 # (batch, time, input dim, units, token inputs?) -- includes batch 1 and length 1.
@@ -51,11 +52,7 @@ def _value_and_grads(layer, params, x, state, w, tokens):
 
 
 def _assert_trees_close(a, b, tol):
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(la) == len(lb) and la
-    for u, v in zip(la, lb):
-        assert u.shape == v.shape and u.dtype == v.dtype
-        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=tol, atol=tol)
+    assert_trees_equal(a, b, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("B,T,D,H,tokens", SHAPES)

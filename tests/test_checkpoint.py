@@ -14,6 +14,7 @@ import pytest
 
 from minis2s import checkpoint, data, train
 from minis2s.checkpoint import CheckpointError
+from tests.conftest import assert_trees_equal
 
 CFG = train.Config(num_samples=40, batch_size=8, epochs=2, latent_dim=4)
 
@@ -48,14 +49,11 @@ def _rewrite_manifest(path: Path, edit) -> None:
 def test_round_trip_is_exact(ckpt, state, ds):
     config, loaded, manifest = train.load_state(ckpt, ds)
     assert config == CFG
-    for a, b in zip(jax.tree.leaves(loaded.params), jax.tree.leaves(state.params)):
-        np.testing.assert_array_equal(a, b)
+    assert_trees_equal(loaded.params, state.params)
     # the optimizer state comes back with the structure of optimizer.init(params)
-    assert jax.tree.structure(loaded.opt_state) == jax.tree.structure(state.opt_state)
     nu = loaded.opt_state[0].nu["decoder"]["kernel"]
     np.testing.assert_allclose(nu, 0.1 * 0.25**2, rtol=1e-6)  # (1 - rho) g^2 after one step
-    for a, b in zip(jax.tree.leaves(loaded.opt_state), jax.tree.leaves(state.opt_state)):
-        np.testing.assert_array_equal(a, b)
+    assert_trees_equal(loaded.opt_state, state.opt_state)
     assert loaded.epoch == 1 and loaded.history == state.history
     np.testing.assert_array_equal(loaded.shuffle_key, state.shuffle_key)
     assert (loaded.best_val_loss, loaded.best_epoch, loaded.wait) == (1.5, 1, 0)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, TINY_PAIRS, run_cli
+from tests.conftest import ROOT, TINY_PAIRS, assert_trees_equal, run_cli
 from minis2s import bucketing, checkpoint, parallel, train
 from minis2s.data import PAD, build_dataset, load_dataset
 from minis2s.model import ModelConfig, apply, init_params
@@ -173,10 +173,7 @@ def test_plain_batcher_equals_the_seed_batches(demo_path):
     ours = list(bucketing.Batcher(ds, 16)(perm))
     seed = list(train.batches(ds, perm, 16))
     assert len(ours) == len(seed)
-    for a, b in zip(ours, seed):
-        assert a.keys() == b.keys()
-        for k in a:
-            np.testing.assert_array_equal(a[k], b[k])
+    assert_trees_equal(ours, seed)
 
 
 def test_buckets_hold_every_row_once_and_cut_only_padding(demo_path):

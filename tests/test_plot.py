@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from minis2s import cli, plot
+from tests.conftest import require_module
 
 HISTORY = {
     "loss": [1.2, 0.9, 0.7],
@@ -34,7 +35,7 @@ def run_dir(tmp_path):
 
 
 def test_plot_writes_a_png(run_dir):
-    pytest.importorskip("matplotlib")
+    require_module("matplotlib")
     rc, out, err = run(["plot", str(run_dir)])
     assert rc == 0, err
     png = run_dir / "history.png"

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT, TINY_PAIRS, run_cli
+from tests.conftest import ROOT, TINY_PAIRS, assert_trees_equal, run_cli
 from minis2s import checkpoint, cli, data, train
 from minis2s.data import DataError, Vocab
 
@@ -145,6 +145,10 @@ def test_num_samples_larger_than_the_file_takes_all_with_a_note(tmp_path, capsys
         (["--batch-size", "64"], "--batch-size 64 is larger than the training set (32 of 40 samples, the rest is "
                                  "validation); use --batch-size 32 or less, or more --num-samples"),
         (["--num-samples", "1"], "--validation-split 0.2 of 1 samples leaves 0 for training and 1 for validation"),
+        (["--seed", "1180591620717411303424"],
+         "argument --seed: must be an integer from -2**63 to 2**63-1 (a JAX PRNG seed), got 1180591620717411303424"),
+        (["--seed", "x"], "argument --seed: expected an integer, got 'x'"),
+        (["--latent-dim", "60000", "--batch-size", "8"], "--latent-dim 60000 with --batch-size 8 needs at least "),
     ],
 )
 def test_bad_flags_give_argparse_style_errors(argv, message, capsys, tmp_path):
@@ -152,6 +156,56 @@ def test_bad_flags_give_argparse_style_errors(argv, message, capsys, tmp_path):
     assert line.startswith("minis2s train: error: ") or line.startswith("minis2s: error: ")
     assert message in line
     assert not (tmp_path / "r").exists()
+
+
+def test_seed_range_is_what_jax_accepts():
+    for seed in (cli.SEED_MIN, cli.SEED_MAX):
+        jax.random.split(jax.random.PRNGKey(seed))
+    for seed in (cli.SEED_MIN - 1, cli.SEED_MAX + 1):
+        with pytest.raises(OverflowError):
+            jax.random.PRNGKey(seed)
+
+
+def test_memory_estimate_counts_every_parameter_and_refuses_with_the_figure(capsys, monkeypatch):
+    from minis2s import model, resources
+
+    v_in, v_out, h = 7, 9, 12
+    params = model.init_params(jax.random.PRNGKey(0), model.ModelConfig(v_in, v_out, h))
+    n = sum(x.size for x in jax.tree.leaves(params))
+    assert resources.count_params(model.ModelConfig(v_in, v_out, h)) == n
+    assert n == 4 * h * (v_in + h + 1) + 4 * h * (v_out + h + 1) + v_out * (h + 1)  # the seed's formula
+    parts = resources.training_bytes(n, v_out, h, batch=3, t_enc=5, t_dec=6)
+    assert parts["parameters"] == parts["RMSprop state"] == 4 * n and parts["gradients and updates"] == 8 * n
+    assert parts["activations"] == 4 * 3 * ((5 + 6) * 6 * h + 6 * 2 * v_out)
+    monkeypatch.setattr(resources, "available_bytes", lambda: (10**9, "this machine has"))
+    line = _cli_error(capsys, "train", *KILL_ARGS, "--latent-dim", "8192", "--out", "/nonexistent/x")
+    ds = data.load_dataset(data.DEMO_PATH, 40)
+    big = model.ModelConfig(len(ds.input_vocab), len(ds.target_vocab), 8192)
+    need = resources.training_bytes(resources.count_params(big), len(ds.target_vocab), 8192, 8,
+                                    ds.max_encoder_seq_length, ds.max_decoder_seq_length)
+    assert f"needs at least {sum(need.values()) / 1e9:.1f} GB (parameters {need['parameters'] / 1e9:.1f} GB" in line
+    assert line.endswith("but this machine has 1.0 GB; lower --latent-dim (or --batch-size)")
+
+
+def test_allocator_out_of_memory_is_one_line(capsys, monkeypatch, tmp_path):
+    def oom(*a, **k):
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 123 bytes.\nmore")
+
+    monkeypatch.setattr(train, "fit", oom)
+    assert cli.main(["train", *KILL_ARGS, "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["minis2s train: error: out of memory (RESOURCE_EXHAUSTED: Out of memory while trying to "
+                   "allocate 123 bytes.); lower --latent-dim or --batch-size"]
+
+
+def test_unwritable_out_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    outs = [tmp_path / "file" / "run"] + ([Path("/proc/minis2s-run")] if Path("/proc/self").exists() else [])
+    for out in outs:
+        line = _cli_error(capsys, "train", *KILL_ARGS, "--out", str(out))
+        assert line.startswith(f"minis2s train: error: --out {out}: cannot write there (")
+        assert line.endswith("); choose another --out")
+        assert "Epoch" not in capsys.readouterr().out
 
 
 def test_unknown_command_and_no_command(capsys):
@@ -242,25 +296,40 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, caps
 # --------------------------------------------------------------------------- crashes
 
 
-KILL_ARGS = ["--data", "demo", "--num-samples", "40", "--batch-size", "8", "--latent-dim", "8",
+KILL_ARGS = ["--data", str(data.DEMO_PATH), "--num-samples", "40", "--batch-size", "8", "--latent-dim", "8",
              "--learning-rate", "0.05", "--show", "0"]
-KILL_EPOCHS = 6
+KILL_EPOCHS = 8
 
 
-def _start(out: Path, env: dict) -> subprocess.Popen:
+_WITH_SIGINT = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                "sys.argv[0] = 'minis2s'; runpy.run_module('minis2s.cli', run_name='__main__')")
+
+
+def _start(out: Path, env: dict, sigint: bool = False) -> subprocess.Popen:
     """``minis2s train``: resume when a checkpoint exists, else start, as a user would."""
     if checkpoint.list_checkpoints(out):
         argv = ["train", "--resume", str(out), "--epochs", str(KILL_EPOCHS), "--show", "0"]
     else:
         argv = ["train", *KILL_ARGS, "--epochs", str(KILL_EPOCHS), "--out", str(out)]
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    return subprocess.Popen([sys.executable, "-m", "minis2s.cli", *argv], cwd=ROOT, env=full_env,
+    # Ctrl-C: a shell running the tests in the background ignores SIGINT, and Python then installs
+    # no KeyboardInterrupt handler; install it in the child (no preexec_fn: a fork after JAX started)
+    command = ["-c", _WITH_SIGINT] if sigint else ["-m", "minis2s.cli"]
+    return subprocess.Popen([sys.executable, *command, *argv], cwd=ROOT, env=full_env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
     t0 = time.monotonic()
     while not path.exists():
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() - t0 < timeout
+        time.sleep(0.01)
+
+
+def _wait_until(condition, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.monotonic()
+    while not condition():
         assert proc.poll() is None, proc.communicate()[0]
         assert time.monotonic() - t0 < timeout
         time.sleep(0.01)
@@ -304,12 +373,13 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
     _kill(p)
     assert _complete_checkpoints_verify(out) == 1
 
-    # 3-4. killed at random moments once training has started; every save pauses 0.3 s so
-    # that many of these moments fall inside a save. Each restart continues from the
-    # newest complete checkpoint.
+    # 3-4. Each restart resumes from the newest complete checkpoint and must get further
+    # (a new checkpoint appears) before it is killed again; every save pauses 0.3 s.
+    # Round 3 is killed at a random moment inside the next save (after its marker appears),
+    # round 4 at a random moment of training or saving.
     rng = random.Random(6)
     slow_saves = {**cache, checkpoint.SAVE_PAUSE_ENV: f"{marker}:0.3"}
-    for _ in range(2):
+    for inside_a_save in (True, False):
         before = _complete_checkpoints_verify(out)
         p = _start(out, slow_saves)
         head = ""
@@ -318,10 +388,20 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
             assert line, head
             head += line
         assert f"from epoch-{before:04d}: {before} of {KILL_EPOCHS} epochs done" in head
-        time.sleep(rng.uniform(0.0, 1.5))
-        text = head + _kill(p)
-        assert "Traceback" not in text
-        assert _complete_checkpoints_verify(out) >= before
+        _wait_until(lambda: checkpoint.list_checkpoints(out)[-1][0] > before, p)  # this resume advanced
+        if inside_a_save:
+            marker.unlink(missing_ok=True)
+            _wait_for(marker, p)  # the next save has written its arrays, not yet its manifest
+            time.sleep(rng.uniform(0.0, 0.25))
+        else:
+            time.sleep(rng.uniform(0.0, 0.6))
+        assert p.poll() is None, "the run finished before it was killed"
+        _kill(p)
+        advanced = _complete_checkpoints_verify(out)
+        assert advanced > before
+        if inside_a_save:  # the kill landed inside the next epoch's save: its half-written folder is left
+            half = list(out.glob(f".tmp-epoch-{advanced + 1:04d}.*"))
+            assert half and not (half[0] / "manifest.json").exists()
 
     # finish
     before = _complete_checkpoints_verify(out)
@@ -338,7 +418,55 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
     params, history = train.fit(cfg, ds, log=None)
     _, state, _ = train.load_state(checkpoint.latest_checkpoint(out), ds)
     assert state.epoch == KILL_EPOCHS
-    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(params)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert_trees_equal(state.params, params)
     for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
         assert state.history[k] == history[k]
+
+
+# --------------------------------------------------------------------------- Ctrl-C and a full disk, through the CLI
+
+
+def test_ctrl_c_keeps_the_last_checkpoint_and_names_the_run(tmp_path):
+    out = tmp_path / "run"
+    marker = tmp_path / "saving"
+    p = _start(out, {checkpoint.SAVE_PAUSE_ENV: f"{marker}:0.2"}, sigint=True)
+    _wait_until(lambda: len(checkpoint.list_checkpoints(out)) > 0, p)
+    p.send_signal(signal.SIGINT)
+    text, _ = p.communicate(timeout=60)
+    assert p.returncode == 130, text
+    assert text.strip().splitlines()[-1] == (
+        f"interrupted; the last complete checkpoint is kept: continue with minis2s train --resume {out}")
+    assert "Traceback" not in text
+    assert _complete_checkpoints_verify(out) >= 1
+
+
+# Runs ``minis2s`` with every checkpoint file write of epoch 3 failing as on a full disk.
+_DISK_FULL = """
+import errno, os, sys
+from minis2s import checkpoint, cli
+
+real = checkpoint._write_synced
+
+def write(path, data):
+    if ".tmp-epoch-0003" in str(path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    return real(path, data)
+
+checkpoint._write_synced = write
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_full_disk_exits_1_and_keeps_older_checkpoints(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", _DISK_FULL, "train", *KILL_ARGS, "--epochs", "4", "--out", str(out)],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("minis2s train: error: [Errno 28] No space left on device: ")
+    assert ".tmp-epoch-0003" in lines[0] and "Epoch 3/4" in r.stdout
+    assert [e for e, _ in checkpoint.list_checkpoints(out)][-1] == 2
+    assert _complete_checkpoints_verify(out) == 2
+    assert not list(out.glob(".tmp-*")), "the failed save's temporary folder is removed"
+    assert len(json.loads((out / "history.json").read_text())["loss"]) == 2

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from minis2s import checkpoint, data, model, train
-from tests.conftest import TINY_PAIRS, run_cli
+from tests.conftest import TINY_PAIRS, assert_trees_equal, run_cli
 
 
 def tiny_dataset():
@@ -59,13 +59,27 @@ def test_partial_batch_gradient_equals_unpadded_batch_gradient():
     plain = next(train.batches(ds, np.arange(5), 5))
     g_pad = jax.grad(lambda p: train.loss_fn(p, padded)[0])(params)
     g_plain = jax.grad(lambda p: train.loss_fn(p, plain)[0])(params)
-    for a, b in zip(jax.tree.leaves(g_pad), jax.tree.leaves(g_plain)):
-        np.testing.assert_allclose(a, b, atol=1e-7)
+    assert_trees_equal(g_pad, g_plain, atol=1e-7)
 
 
 def test_validation_split_is_the_tail_like_keras():
+    """``fit``'s val_loss is the loss of the last 20% of the samples (Keras' ``validation_split``
+    takes the tail before shuffling), computed here by the float64 NumPy oracle."""
+    from tests.reference import keras_crossentropy, seed_model
+
     assert train.split_train_val(10_000, 0.2) == 8000
     assert train.split_train_val(8, 0.2) == 6  # floor(6.4)
+    ds = data.load_dataset(data.DEMO_PATH, 42)  # 33 for training, the last 9 for validation
+    cfg = train.Config(epochs=1, batch_size=8, latent_dim=8, seed=5)
+    params, history = train.fit(cfg, ds, log=None)
+    enc, dec, tgt = ds.one_hot()
+
+    def loss_of(rows):
+        return keras_crossentropy(seed_model(params, enc[rows], dec[rows]), tgt[rows])
+
+    tail, head = loss_of(slice(33, 42)), loss_of(slice(0, 9))
+    assert history["val_loss"][0] == pytest.approx(tail, rel=1e-5)
+    assert abs(tail - head) > 1e-3 * tail  # the check tells the tail from other rows
 
 
 def test_fit_reproducible_and_history(tmp_path):
@@ -74,8 +88,7 @@ def test_fit_reproducible_and_history(tmp_path):
     p1, h1 = train.fit(cfg, ds, log=None)
     p2, h2 = train.fit(cfg, ds, log=None)
     assert h1["loss"] == h2["loss"] and len(h1["val_loss"]) == 2
-    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
-        np.testing.assert_array_equal(a, b)
+    assert_trees_equal(p1, p2)
 
 
 def test_cli_one_epoch_writes_history_and_a_checkpoint_that_loads_back(tmp_path, demo_path):
@@ -93,9 +106,8 @@ def test_cli_one_epoch_writes_history_and_a_checkpoint_that_loads_back(tmp_path,
     # Saving what was loaded and loading again gives identical arrays.
     checkpoint.save(tmp_path / "again", trained.params, {"note": "copy"})
     again, _ = checkpoint.load(tmp_path / "again")
-    for a, b in zip(jax.tree.leaves(trained.params), jax.tree.leaves(again)):
-        np.testing.assert_array_equal(a, b)
-        assert a.dtype == np.float32
+    assert_trees_equal(trained.params, again)
+    assert {a.dtype for a in jax.tree.leaves(again)} == {np.dtype(np.float32)}
 
 
 def test_checkpoint_round_trip_is_exact(tmp_path):
@@ -103,9 +115,7 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
     checkpoint.save(tmp_path, params, {"k": 1})
     loaded, meta = checkpoint.load(tmp_path)
     assert meta["k"] == 1
-    assert jax.tree.structure(loaded) == jax.tree.structure(jax.device_get(params))
-    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(loaded)):
-        np.testing.assert_array_equal(a, b)
+    assert_trees_equal(params, loaded)
 
 
 @pytest.mark.slow

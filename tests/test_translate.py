@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests._decode_reference import beam_with_greedy_reference
 from tests._tiny_model import save_tiny_checkpoint, tiny_model
 from tests.conftest import run_cli
 from minis2s import checkpoint, cli, decode
@@ -73,7 +74,12 @@ def test_beam_option(ckpt, trained):
     sentences = ["Go.", "I am cold.", "Where is the cat?"]
     rc, out, err = run(["translate", ckpt, "--beam", "3", *sentences])
     assert rc == 0, err
-    expected = [t.output for t in decode.translate(trained, sentences, beam=3)]
+    expected = []
+    for s in sentences:  # the plain Python search, greedy's output competing as by default
+        tokens = trained.input_vocab.encode([s], trained.max_encoder_seq_length)[0]
+        chars = beam_with_greedy_reference(trained.params, tokens, trained.target_vocab,
+                                           trained.max_decoder_seq_length, 3)[0]
+        expected.append(chars.removesuffix("\n"))
     assert out.splitlines() == expected
     rc, _, err = run(["translate", ckpt, "--beam", "0", "Go."])
     assert rc == 2 and "must be positive" in err
@@ -208,7 +214,7 @@ def test_bucketed_model_translates_with_its_training_padding():
     import dataclasses
 
     from minis2s import checkpoint as ckpt
-    from minis2s.bucketing import encoder_pad_width
+    from minis2s.bucketing import Batcher
     from minis2s.decode import greedy_reference, translate
 
     params, ds, config, _ = tiny_model()
@@ -217,13 +223,17 @@ def test_bucketed_model_translates_with_its_training_padding():
         target_vocab=ds.target_vocab, max_encoder_seq_length=ds.max_encoder_seq_length,
         max_decoder_seq_length=ds.max_decoder_seq_length,
     )
+    # the encoder input each sentence had in training: its row of the batch a bucketing
+    # Batcher put it in (each batch is cut to its bucket's width)
+    seen = {}
+    for batch_rows in (batcher := Batcher(ds, 8, bucket=True)).plan(np.arange(len(ds))):
+        batch = batcher.batch(batch_rows)
+        for j, i in enumerate(batch_rows):
+            seen[int(i)] = batch["encoder_tokens"][j]
     texts = ds.input_texts[:40]
-    widths = {encoder_pad_width(len(t), ds.max_encoder_seq_length) for t in texts}
+    widths = {len(seen[i]) for i in range(40)}
     assert len(widths) > 1 and min(widths) < ds.max_encoder_seq_length  # the test covers several buckets
     got = [t.output for t in translate(trained, texts)]
-    want = []
-    for i, text in enumerate(texts):
-        width = encoder_pad_width(len(text), ds.max_encoder_seq_length)
-        want.append(greedy_reference(params, ds.encoder_tokens[i][:width], ds.target_vocab,
-                                     ds.max_decoder_seq_length).rstrip("\n"))
+    want = [greedy_reference(params, seen[i], ds.target_vocab, ds.max_decoder_seq_length).rstrip("\n")
+            for i in range(40)]
     assert got == want

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from ..cells import Cell
-from .base import Batch, Memory, Model, ModelConfig, Params, State, dense_softmax, init_dense
+from .base import Memory, Model, ModelConfig, Params, State, dense_softmax, init_dense
 
 
 def init_params(key: jax.Array, config: ModelConfig, cell: Cell, dtype=jnp.float32) -> Params:

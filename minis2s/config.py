@@ -1,0 +1,81 @@
+"""Training settings: the :class:`Config` dataclass, the optimizer it names, and the
+history keys every run records. Imported by training, checkpoints and the CLI alike (it
+imports none of them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import optax
+
+from . import models
+from .data import Dataset
+from .models import ModelConfig
+
+@dataclass(frozen=True)
+class Config:
+    """Training settings; the defaults are the Keras seed example's."""
+
+    num_samples: int | None = 10000  # None: every line of the file
+    batch_size: int = 64
+    epochs: int = 100
+    latent_dim: int = 256
+    validation_split: float = 0.2
+    seed: int = 0
+    learning_rate: float = 1e-3
+    rho: float = 0.9
+    epsilon: float = 1e-7
+    # How the LSTM gradient is computed: "bptt" (hand-derived backward pass, faster; see
+    # scripts/bench.py and docs/performance.md) or "autodiff" (JAX differentiates the scan;
+    # the reference). Both give the same numbers within float tolerance.
+    grad: str = "bptt"
+    model: str = "seed"  # an entry of minis2s.models.MODELS; "seed" is the Keras example
+    cell: str = "lstm"  # an entry of minis2s.cells.CELLS
+    bucket: bool = False  # length buckets (minis2s/bucketing.py); departs from the seed
+    mask_padding: bool = False  # loss over real target characters only; departs from the seed
+    # Scheduled sampling (minis2s/scheduled.py): the probability of feeding the decoder the
+    # true previous character (1.0: always, the seed's teacher forcing); with
+    # teacher_forcing_end, it decays linearly to that value at the last epoch.
+    teacher_forcing: float = 1.0
+    teacher_forcing_end: float | None = None
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first setting that cannot work."""
+        if self.num_samples is not None and self.num_samples <= 0:
+            raise ValueError(f"num_samples must be positive, got {self.num_samples}")
+        for name in ("batch_size", "epochs", "latent_dim"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 < self.validation_split < 1.0:
+            raise ValueError(f"validation_split must be in (0, 1), got {self.validation_split}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ValueError(f"learning_rate must be positive and finite, got {self.learning_rate}")
+        for name in ("teacher_forcing", "teacher_forcing_end"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        models.check_names(self.model, self.cell, self.grad)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def make_optimizer(config: Config) -> optax.GradientTransformation:
+    """Keras ``RMSprop()``: ``v = rho v + (1 - rho) g^2``, ``w -= lr g / sqrt(v + eps)``."""
+    return optax.rmsprop(config.learning_rate, decay=config.rho, eps=config.epsilon)
+
+
+def model_config(config: Config, data: Dataset) -> ModelConfig:
+    return ModelConfig(len(data.input_vocab), len(data.target_vocab), config.latent_dim, config.model, config.cell)
+
+
+# Per-epoch values in a run's history (history.json and every checkpoint manifest).
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")
