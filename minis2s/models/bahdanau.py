@@ -33,14 +33,18 @@ state alone, as the PyTorch tutorial and d2l do; :func:`make` also builds the va
 whose head reads ``[s_t; c_t]``, and a side-by-side run (``scripts/bahdanau_head.py``,
 docs/math.md) measured no gain from it (val_loss 0.7812 against 0.7737 for the state
 alone), at a larger head. The gradient is JAX's autodiff of the two scans.
+
+For cells in :data:`CORES` (the LSTM) the loop runs the same step with fewer multiply-adds:
+``[onehot(y); c_t] W = W_y[y] + a_t P`` with ``P = H_enc W_c`` formed once per sentence
+(:func:`project_values`, :func:`projected_step`); other cells take :func:`recurrent_step`.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
-
-from typing import Callable
 
 from .. import additive, lstm
 from ..cells import Cell
