@@ -1,7 +1,7 @@
 """Dot-product (Luong) attention over the encoder outputs, as small pure functions, and the
 whole attention block with a hand-derived backward pass.
 
-Names follow docs/math.md section 15. For queries ``q_t`` (the decoder outputs), values
+Names follow docs/math.md section 16. For queries ``q_t`` (the decoder outputs), values
 ``v_j`` (the encoder outputs) and the padding mask ``m_j = [j < length]``::
 
     s_tj = g (q_t . v_j)                            dot_scores      (B, Td, Te)
@@ -15,7 +15,7 @@ decoder step at inference).
 
 :func:`luong_attention` composes them (JAX differentiates it: the reference);
 :func:`luong_block` computes the same ``o`` with the backward pass written out by hand
-(``jax.custom_vjp``, derived in docs/math.md section 15.2), which training uses.
+(``jax.custom_vjp``, derived in docs/math.md section 16.2), which training uses.
 :func:`masked_encoder` builds the memory the attention reads: the encoder outputs, with
 the state held still over the padding.
 """
@@ -119,7 +119,7 @@ def luong_attention(
 @jax.custom_vjp
 def luong_block(params: Params, query: jax.Array, values: jax.Array, mask: jax.Array, scale: jax.Array) -> jax.Array:
     """``o`` of :func:`luong_attention` (queries ``(B, Td, H)``), with the hand-derived
-    backward pass of docs/math.md section 15.2::
+    backward pass of docs/math.md section 16.2::
 
         dz  = do * (1 - o^2)                          through the tanh
         dW_c = U^T dz,  db_c = sum dz,  du = dz W_c^T  U = [C ; Q], the concatenation

@@ -15,12 +15,13 @@ import jax.numpy as jnp
 
 from .. import cells
 from ..cells import Cell
-from . import luong, seed
+from . import bahdanau, luong, seed
 from .base import Batch, Memory, Model, ModelConfig, Params, State, dense_softmax, init_dense
 
 MODELS: dict[str, Callable[[ModelConfig, Cell], Model]] = {
     "seed": seed.build,
     "luong": luong.build,
+    "bahdanau": bahdanau.build,
 }
 
 

@@ -79,7 +79,9 @@ def decode_step(params: Params, memory: Memory, token: jax.Array, state: State, 
     """One inference step: ``(probs (B, V_out), state, {"attention": a (B, Te)})``; equal to
     one timestep of :func:`apply` fed its own previous prediction."""
     state = cell.step(params["decoder"], token, state)
-    out, weights = attention.luong_attention(params["combine"], state[0], memory["values"], memory["mask"], _scale(params))
+    out, weights = attention.luong_attention(  # one query per row: (B, H) -> (B, H), (B, Te)
+        params["combine"], state[0], memory["values"], memory["mask"], _scale(params)
+    )
     return dense_softmax(params["dense"], out), state, {"attention": weights}
 
 
