@@ -114,6 +114,23 @@ def luong_attention(
     return combine(params, context(weights, values), query), weights
 
 
+def project_values(params: Params, values: jax.Array) -> jax.Array:
+    """``P = V W_1``, the context rows of ``W_c`` applied to each encoder output ``(B, Te, H_c)``:
+    ``c_t W_1 = a_t P``, so a decoder computes it once per sentence, not once per step."""
+    return values @ params["kernel"][: values.shape[-1]]
+
+
+def luong_step(
+    params: Params, query: jax.Array, values: jax.Array, projected: jax.Array, mask: jax.Array,
+    scale: jax.Array | float = 1.0,
+) -> tuple[jax.Array, jax.Array]:
+    """:func:`luong_attention` for one query per row, ``(B, H)``, from ``projected`` =
+    :func:`project_values`: ``o = tanh(a P + q W_2 + b_c)``; returns ``(o (B, H_c), a (B, Te))``."""
+    weights = masked_softmax(dot_scores(query, values, scale), mask)
+    w_query = params["kernel"][query.shape[-1] :]
+    return jnp.tanh(context(weights, projected) + query @ w_query + params["bias"]), weights
+
+
 # --------------------------------------------------------------------------- hand-derived backward
 
 
@@ -175,6 +192,6 @@ def _luong_block_bwd(residuals, d_out):
 luong_block.defvjp(_luong_block_fwd, _luong_block_bwd)
 
 __all__ = [
-    "combine", "context", "dot_scores", "length_mask", "luong_attention", "luong_block", "masked_encoder",
-    "masked_softmax",
+    "combine", "context", "dot_scores", "length_mask", "luong_attention", "luong_block", "luong_step",
+    "masked_encoder", "masked_softmax", "project_values",
 ]

@@ -94,6 +94,13 @@ def test_luong_attention_matches_numpy(block_inputs):
     np.testing.assert_allclose(np.asarray(weights), ref_w, rtol=0, atol=1e-13)
     np.testing.assert_allclose(np.asarray(step_out), ref_out[:, 2], rtol=0, atol=1e-13)
     np.testing.assert_allclose(np.asarray(step_w), ref_w[:, 2], rtol=0, atol=1e-13)
+    with _float64():  # the decoder step's form: the values projected once, a P + q W_2
+        p = jax.tree.map(jnp.asarray, x["params"])
+        projected = attention.project_values(p, jnp.asarray(x["values"]))
+        fast_out, fast_w = attention.luong_step(p, jnp.asarray(x["query"][:, 2]), jnp.asarray(x["values"]),
+                                                projected, mask, x["scale"])
+    np.testing.assert_allclose(np.asarray(fast_out), ref_out[:, 2], rtol=0, atol=1e-13)
+    np.testing.assert_array_equal(np.asarray(fast_w), np.asarray(step_w))
 
 
 @pytest.mark.parametrize("lengths", [LENGTHS, np.full(B, TE)])

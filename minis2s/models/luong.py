@@ -61,10 +61,13 @@ def _scale(params: Params):
 
 
 def encode(params: Params, encoder_tokens: jax.Array, encoder_lengths: jax.Array, cell: Cell) -> tuple[Memory, State]:
-    """``({"values": encoder outputs (B, Te, H), "mask": (B, Te) bool}, state after the last character)``."""
+    """``({"values": encoder outputs V (B, Te, H), "projected": V W_1 (B, Te, H), "mask": (B, Te) bool},
+    state after the last character)``; ``projected`` serves the decoder steps
+    (:func:`minis2s.attention.project_values`; unused, and dropped by ``jit``, in training)."""
     mask = attention.length_mask(encoder_lengths, encoder_tokens.shape[1])  # (B, Te)
     values, state = attention.masked_encoder(cell, params["encoder"], encoder_tokens, mask)
-    return {"values": values, "mask": mask}, state
+    projected = attention.project_values(params["combine"], values)
+    return {"values": values, "projected": projected, "mask": mask}, state
 
 
 def apply(params: Params, batch: Batch, cell: Cell) -> jax.Array:
@@ -79,8 +82,8 @@ def decode_step(params: Params, memory: Memory, token: jax.Array, state: State, 
     """One inference step: ``(probs (B, V_out), state, {"attention": a (B, Te)})``; equal to
     one timestep of :func:`apply` fed its own previous prediction."""
     state = cell.step(params["decoder"], token, state)
-    out, weights = attention.luong_attention(  # one query per row: (B, H) -> (B, H), (B, Te)
-        params["combine"], state[0], memory["values"], memory["mask"], _scale(params)
+    out, weights = attention.luong_step(  # one query per row: (B, H) -> (B, H), (B, Te)
+        params["combine"], state[0], memory["values"], memory["projected"], memory["mask"], _scale(params)
     )
     return dense_softmax(params["dense"], out), state, {"attention": weights}
 
