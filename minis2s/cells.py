@@ -5,7 +5,7 @@ gradient (``get("lstm", "bptt")``) and uses its four functions. Adding a cell me
 one entry to :data:`CELLS`, not a branch in every model.
 
 State convention: a tuple of ``(B, H)`` arrays whose first entry is the output ``h``
-(LSTM: ``(h, c)``). A decoder started "from the encoder's state" takes the whole tuple.
+(LSTM: ``(h, c)``; GRU: ``(h,)``). A decoder started "from the encoder's state" takes the whole tuple.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from . import bptt, lstm
+from . import bptt, gru, lstm
 
 Params = dict[str, jax.Array]
 State = tuple[jax.Array, ...]
@@ -65,11 +65,16 @@ def _lstm(layer) -> Cell:
     return Cell("lstm", lstm.init_lstm, layer, _lstm_step, _lstm_zero_state)
 
 
+def _gru(layer) -> Cell:
+    return Cell("gru", gru.init_gru, layer, gru.step, gru.zero_state)
+
+
 # CELLS[name][grad]: the same forward values; ``grad`` picks how the layer's gradient is
 # computed ("autodiff": JAX differentiates the lax.scan; "bptt": the hand-derived backward
-# pass of minis2s.bptt).
+# pass of minis2s.bptt for the LSTM, minis2s.gru.bptt_layer for the GRU).
 CELLS: dict[str, dict[str, Cell]] = {
     "lstm": {"autodiff": _lstm(lstm.layer), "bptt": _lstm(bptt.layer)},
+    "gru": {"autodiff": _gru(gru.layer), "bptt": _gru(gru.bptt_layer)},
 }
 
 DEFAULT_GRAD = "bptt"

@@ -36,6 +36,16 @@ def _fraction(s: str) -> float:
     return v
 
 
+def _unit_interval(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (inclusive), got {v}")
+    return v
+
+
 def _positive_float(s: str) -> float:
     try:
         v = float(s)
@@ -66,7 +76,7 @@ def _seed(s: str) -> int:
 # Flags that define the model, the data split or the shuffles: fixed once a run exists.
 _FIXED_ON_RESUME = (
     "num_samples", "batch_size", "latent_dim", "validation_split", "seed", "grad", "model", "cell", "bucket",
-    "mask_padding",
+    "mask_padding", "teacher_forcing", "teacher_forcing_end",
 )
 
 
@@ -108,6 +118,11 @@ def add_train(sub) -> None:
         help=f"LSTM gradient: hand-derived BPTT or JAX autodiff (same numbers; default: {d.grad})",
     )
     _add_model_options(p)
+    p.add_argument("--teacher-forcing", type=_unit_interval, metavar="R",
+                   help="probability of feeding the decoder the true previous character; otherwise its own "
+                   f"argmax prediction (scheduled sampling; default {d.teacher_forcing:g}: always, the seed)")
+    p.add_argument("--teacher-forcing-end", type=_unit_interval, metavar="R",
+                   help="decay --teacher-forcing linearly to R at the last epoch (default: constant)")
     p.add_argument("--out", help="run directory for checkpoints and history (default: runs/seed)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest complete checkpoint")
     p.add_argument("--patience", type=_positive_int,
@@ -428,6 +443,15 @@ def add_translate(sub) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT_DIR")
     p.add_argument("sentences", nargs="*", metavar="SENTENCE")
     _add_decoding_options(p)
+    g = p.add_argument_group("sampling")
+    g.add_argument("--sample", action="store_true",
+                   help="draw translations from the softmax instead of greedy/beam decoding; prints "
+                   "--samples lines per input line, in order")
+    g.add_argument("--temperature", type=_non_negative_float, default=1.0, metavar="T",
+                   help="with --sample: draw from p**(1/T), renormalised (0 = greedy; default 1)")
+    g.add_argument("--samples", type=_positive_int, default=1, metavar="N",
+                   help="with --sample: translations per sentence (default 1)")
+    g.add_argument("--seed", type=int, default=0, help="with --sample: the random seed (default 0)")
     p.add_argument("--on-error", choices=["fail", "skip", "truncate"], default="fail",
                    help="input with characters outside the vocabulary or longer than the encoder: "
                    "fail (default: report every bad input, translate nothing), skip (empty output line, "
@@ -485,6 +509,12 @@ def _read_stdin_lines(on_error: str) -> tuple[list[str], list[str]]:
 def run_translate(args) -> int:
     from . import decode
 
+    if args.sample and args.beam != 1:
+        print("minis2s translate: error: --sample draws each character; it cannot be combined with --beam", file=sys.stderr)
+        return 2
+    if not args.sample and (args.samples != 1 or args.temperature != 1.0):
+        print("minis2s translate: error: --samples and --temperature need --sample", file=sys.stderr)
+        return 2
     trained = checkpoint.load_trained(args.checkpoint)
     decode.check_trained(trained, args.checkpoint)
     try:
@@ -492,10 +522,17 @@ def run_translate(args) -> int:
             texts, warnings = list(args.sentences), []
         else:
             texts, warnings = _read_stdin_lines(args.on_error)
-        results = decode.translate(
-            trained, texts, beam=args.beam, length_alpha=args.length_alpha,
-            on_error=args.on_error, batch_size=args.batch_size,
-        )
+        if args.sample:
+            per_text = decode.translate_samples(
+                trained, texts, samples=args.samples, temperature=args.temperature, seed=args.seed,
+                on_error=args.on_error, batch_size=args.batch_size,
+            )
+            results = [r for rs in per_text for r in rs]
+        else:
+            results = decode.translate(
+                trained, texts, beam=args.beam, length_alpha=args.length_alpha,
+                on_error=args.on_error, batch_size=args.batch_size,
+            )
     except decode.InputError as e:
         for line in e.problems:
             print(f"minis2s translate: error: {line}", file=sys.stderr)
@@ -504,7 +541,7 @@ def run_translate(args) -> int:
         return 2
     for w in warnings:
         print(f"minis2s translate: warning: {w}", file=sys.stderr)
-    for r in results:
+    for r in results[:: args.samples if args.sample else 1]:  # one warning per input, not per sample
         if r.problem:
             what = "skipped" if r.hypothesis is None else "repaired"
             print(f"minis2s translate: warning ({what}): {r.problem}", file=sys.stderr)

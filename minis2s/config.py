@@ -36,6 +36,11 @@ class Config:
     cell: str = "lstm"  # an entry of minis2s.cells.CELLS
     bucket: bool = False  # length buckets (minis2s/bucketing.py); departs from the seed
     mask_padding: bool = False  # loss over real target characters only; departs from the seed
+    # Scheduled sampling (minis2s/scheduled.py): the probability of feeding the decoder the
+    # true previous character (1.0: always, the seed's teacher forcing); with
+    # teacher_forcing_end, it decays linearly to that value at the last epoch.
+    teacher_forcing: float = 1.0
+    teacher_forcing_end: float | None = None
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting that cannot work."""
@@ -48,6 +53,10 @@ class Config:
             raise ValueError(f"validation_split must be in (0, 1), got {self.validation_split}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate must be positive and finite, got {self.learning_rate}")
+        for name in ("teacher_forcing", "teacher_forcing_end"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
         models.check_names(self.model, self.cell, self.grad)
 
     def to_dict(self) -> dict:

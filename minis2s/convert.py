@@ -3,14 +3,17 @@
 A trained Keras seed model (two ``LSTM`` layers and a softmax ``Dense``) holds exactly the
 numbers minis2s uses, under the same names: each LSTM has ``kernel (D, 4H)``,
 ``recurrent_kernel (H, 4H)`` and ``bias (4H,)`` with the gates in the order i, f, c, o,
-and the Dense has ``kernel (H, V_out)`` and ``bias (V_out,)``. Conversion is therefore a
-copy, no transposes or gate reordering::
+and the Dense has ``kernel (H, V_out)`` and ``bias (V_out,)``. The GRU variant (two
+``GRU(reset_after=True)`` layers, Keras 3's default) has ``kernel (D, 3H)``,
+``recurrent_kernel (H, 3H)`` and ``bias (2, 3H)``, gates z, r, h, as :mod:`minis2s.gru`;
+which cell a set of weights belongs to is read off the bias shape (:func:`cell_of`).
+Conversion is therefore a copy, no transposes or gate reordering::
 
     from minis2s.convert import from_keras
     params = from_keras("s2s.keras")          # or "s2s.weights.h5", "s2s.h5", or a model
     probs = minis2s.model.apply(params, encoder_tokens, decoder_tokens)
 
-Which layer is which: the first LSTM of the model (the seed builds the encoder first) is
+Which layer is which: the first LSTM (or GRU) of the model (the seed builds the encoder first) is
 the ``encoder``, the second the ``decoder``, the only Dense is ``dense``; then the shapes
 must fit together (decoder units = encoder units = Dense inputs; decoder inputs = Dense
 outputs). Pass ``layer_names={"encoder": ..., "decoder": ..., "dense": ...}`` to choose
@@ -43,12 +46,13 @@ import numpy as np
 from .model import ModelConfig, param_shapes
 
 __all__ = [
-    "ConversionError", "LAYERS", "find_keras_layers", "from_keras", "from_keras_model",
+    "ConversionError", "LAYERS", "cell_of", "find_keras_layers", "from_keras", "from_keras_model",
     "from_weights_file", "keras_seed_model", "to_keras",
 ]
 
 LAYERS = ("encoder", "decoder", "dense")
-LSTM_WEIGHTS = ("kernel", "recurrent_kernel", "bias")  # Keras' variable order
+LSTM_WEIGHTS = ("kernel", "recurrent_kernel", "bias")  # Keras' variable order (GRU: the same)
+GATES = {"lstm": 4, "gru": 3}  # gate blocks per cell: kernel (D, GATES * H)
 DENSE_WEIGHTS = ("kernel", "bias")
 
 
@@ -89,6 +93,11 @@ def _natural_key(name: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
 
 
+def cell_of(params: Mapping) -> str:
+    """``"gru"`` when the encoder bias is ``(2, 3H)`` (Keras GRU, reset_after), else ``"lstm"``."""
+    return "gru" if np.ndim(params["encoder"]["bias"]) == 2 else "lstm"
+
+
 def _finish(raw: dict[str, dict[str, np.ndarray]], source: str) -> dict[str, dict[str, jnp.ndarray]]:
     """Check that the three layers fit together; return float32 JAX arrays."""
     enc, dec, dense = raw["encoder"], raw["decoder"], raw["dense"]
@@ -99,16 +108,18 @@ def _finish(raw: dict[str, dict[str, np.ndarray]], source: str) -> dict[str, dic
             raise ConversionError(f"{source}: the {role} layer has no {', '.join(missing)} weights")
     h = enc["recurrent_kernel"].shape[0]
     v_out = dense["kernel"].shape[-1]
-    if enc["kernel"].ndim != 2 or enc["kernel"].shape[1] != 4 * h:
-        raise ConversionError(f"{source}: encoder/kernel has shape {enc['kernel'].shape}, expected (V_in, {4 * h})")
+    cell = cell_of(raw)
+    gates = GATES[cell]
+    if enc["kernel"].ndim != 2 or enc["kernel"].shape[1] != gates * h:
+        raise ConversionError(f"{source}: encoder/kernel has shape {enc['kernel'].shape}, expected (V_in, {gates * h})")
     # V_in is whatever the encoder kernel says; every other shape must fit the seed model.
-    for path, shape in param_shapes(ModelConfig(enc["kernel"].shape[0], v_out, h)).items():
+    for path, shape in param_shapes(ModelConfig(enc["kernel"].shape[0], v_out, h, cell=cell)).items():
         role, name = path.split("/")
         got = tuple(raw[role][name].shape)
         if got != shape:
             raise ConversionError(
                 f"{source}: {path} has shape {got}, expected {shape} for the seed model "
-                f"(latent_dim {h}, {v_out} output tokens); is this the seed's LSTM encoder-decoder? "
+                f"(latent_dim {h}, {v_out} output tokens); is this the seed's {cell.upper()} encoder-decoder? "
                 "If the layers were matched wrongly, pass layer_names={'encoder': ..., 'decoder': ..., 'dense': ...}"
             )
     return {role: {n: jnp.asarray(np.asarray(a, np.float32)) for n, a in raw[role].items()} for role in LAYERS}
@@ -118,7 +129,8 @@ def _finish(raw: dict[str, dict[str, np.ndarray]], source: str) -> dict[str, dic
 
 
 def find_keras_layers(model: Any, layer_names: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """``{"encoder": LSTM layer, "decoder": LSTM layer, "dense": Dense layer}`` of a Keras model."""
+    """``{"encoder": LSTM layer, "decoder": LSTM layer, "dense": Dense layer}`` of a Keras model
+    (or two GRU layers: the model's recurrent layers must be both LSTMs or both GRUs)."""
     keras = _import_keras()
     if layer_names is not None:
         unknown = set(layer_names) - set(LAYERS)
@@ -130,24 +142,30 @@ def find_keras_layers(model: Any, layer_names: Mapping[str, str] | None = None) 
             names = [layer.name for layer in model.layers]
             raise ConversionError(f"{e}; the model's layers are {names}") from None
     lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
+    grus = [layer for layer in model.layers if isinstance(layer, keras.layers.GRU)]
     denses = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
-    if len(lstms) != 2 or len(denses) != 1:
+    recurrent = grus if len(grus) == 2 and not lstms else lstms
+    if len(recurrent) != 2 or len(denses) != 1 or (lstms and grus):
         found = [f"{layer.name} ({type(layer).__name__})" for layer in model.layers]
+        gru_note = f" (and {len(grus)} GRU)" if grus else ""
         raise ConversionError(
-            f"expected the seed's 2 LSTM layers and 1 Dense layer, found {len(lstms)} LSTM and "
-            f"{len(denses)} Dense among {found}; pass layer_names={{'encoder': ..., 'decoder': ..., 'dense': ...}}"
+            f"expected the seed's 2 LSTM (or 2 GRU) layers and 1 Dense layer, found {len(lstms)} LSTM and "
+            f"{len(denses)} Dense{gru_note} among {found}; pass layer_names={{'encoder': ..., 'decoder': ..., 'dense': ...}}"
         )
-    return {"encoder": lstms[0], "decoder": lstms[1], "dense": denses[0]}
+    return {"encoder": recurrent[0], "decoder": recurrent[1], "dense": denses[0]}
 
 
 def _check_layer_config(layers: dict[str, Any]) -> None:
-    """minis2s computes tanh/sigmoid LSTMs with biases and a softmax Dense; refuse others."""
+    """minis2s computes tanh/sigmoid LSTMs (or GRUs with ``reset_after=True``) with biases and
+    a softmax Dense; refuse others."""
     want_lstm = {"activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True, "go_backwards": False}
     for role in ("encoder", "decoder"):
         cfg = layers[role].get_config()
-        for k, v in want_lstm.items():
+        kind = type(layers[role]).__name__
+        want = dict(want_lstm, reset_after=True) if kind == "GRU" else want_lstm
+        for k, v in want.items():
             if k in cfg and cfg[k] != v:
-                raise ConversionError(f"{role} LSTM {layers[role].name!r} has {k}={cfg[k]!r}; minis2s needs {k}={v!r}")
+                raise ConversionError(f"{role} {kind} {layers[role].name!r} has {k}={cfg[k]!r}; minis2s needs {k}={v!r}")
     cfg = layers["dense"].get_config()
     if cfg.get("activation") != "softmax" or not cfg.get("use_bias", True):
         raise ConversionError(
@@ -182,19 +200,30 @@ def to_keras(params: Mapping, model: Any, layer_names: Mapping[str, str] | None 
     return model
 
 
-def keras_seed_model(num_encoder_tokens: int, num_decoder_tokens: int, latent_dim: int, compile: bool = True) -> Any:
+def keras_seed_model(
+    num_encoder_tokens: int, num_decoder_tokens: int, latent_dim: int, compile: bool = True, cell: str = "lstm"
+) -> Any:
     """The Keras example's training model, built with Keras (for exports and parity checks).
 
     ``Input -> LSTM(return_state)`` encoder, ``LSTM(return_sequences, return_state)``
     decoder started from the encoder state, ``Dense(softmax)``; compiled as the seed does
     (``rmsprop``, ``categorical_crossentropy``, ``accuracy``) unless ``compile=False``.
+    ``cell="gru"`` puts ``keras.layers.GRU`` (``reset_after=True``) in place of both LSTMs:
+    the encoder hands the decoder its one state ``h``.
     """
     keras = _import_keras()
+    if cell not in GATES:
+        raise ConversionError(f"cell must be one of {', '.join(GATES)}; got {cell!r}")
     encoder_inputs = keras.Input(shape=(None, num_encoder_tokens))
-    _, state_h, state_c = keras.layers.LSTM(latent_dim, return_state=True)(encoder_inputs)
     decoder_inputs = keras.Input(shape=(None, num_decoder_tokens))
-    decoder_lstm = keras.layers.LSTM(latent_dim, return_sequences=True, return_state=True)
-    decoder_outputs, _, _ = decoder_lstm(decoder_inputs, initial_state=[state_h, state_c])
+    if cell == "gru":
+        _, state_h = keras.layers.GRU(latent_dim, return_state=True)(encoder_inputs)
+        decoder_gru = keras.layers.GRU(latent_dim, return_sequences=True, return_state=True)
+        decoder_outputs, _ = decoder_gru(decoder_inputs, initial_state=[state_h])
+    else:
+        _, state_h, state_c = keras.layers.LSTM(latent_dim, return_state=True)(encoder_inputs)
+        decoder_lstm = keras.layers.LSTM(latent_dim, return_sequences=True, return_state=True)
+        decoder_outputs, _, _ = decoder_lstm(decoder_inputs, initial_state=[state_h, state_c])
     outputs = keras.layers.Dense(num_decoder_tokens, activation="softmax")(decoder_outputs)
     model = keras.Model([encoder_inputs, decoder_inputs], outputs)
     if compile:
@@ -208,7 +237,7 @@ def keras_seed_model(num_encoder_tokens: int, num_decoder_tokens: int, latent_di
 def _assign_roles(lstms: list[tuple[str, dict]], denses: list[tuple[str, dict]], source: str) -> dict:
     if len(lstms) != 2 or len(denses) != 1:
         raise ConversionError(
-            f"{source}: expected the seed's 2 LSTM layers and 1 Dense layer, found LSTM "
+            f"{source}: expected the seed's 2 LSTM (or GRU) layers and 1 Dense layer, found LSTM/GRU "
             f"{[n for n, _ in lstms]} and Dense {[n for n, _ in denses]}; pass layer_names=..."
         )
     return {"encoder": lstms[0][1], "decoder": lstms[1][1], "dense": denses[0][1]}
@@ -286,7 +315,8 @@ def from_keras(source: Any, layer_names: Mapping[str, str] | None = None) -> dic
         layer_names: optional ``{"encoder": name, "decoder": name, "dense": name}``.
     Returns:
         ``{"encoder": {...}, "decoder": {...}, "dense": {...}}`` of float32 arrays, ready
-        for :func:`minis2s.model.apply`.
+        for :func:`minis2s.model.apply` (a GRU model's for
+        ``models.build(ModelConfig(..., cell=cell_of(params)))``).
     Raises:
         ConversionError: a missing or unreadable file, or not the seed's architecture.
     """

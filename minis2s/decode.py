@@ -11,6 +11,10 @@ time until the end token ``"\\n"`` or until ``max_decoder_seq_length + 1`` chara
   a ``lax.while_loop`` over decoder steps that ends when every sentence has emitted
   ``"\\n"`` (or at the step limit). Finished rows stop contributing tokens and score.
 - :func:`beam_batch`: beam search of width ``k``, jitted the same way. Width 1 is greedy.
+- :func:`sample_batch`: ``S`` translations per sentence drawn from the softmax at a
+  temperature (``p^(1/T)`` renormalised), jitted the same way; explicit PRNG keys, one per
+  sentence, so a sentence's samples do not depend on the batch it is decoded in.
+  Temperature 0 is greedy.
 
 Scores are log-probabilities of the emitted characters, the end token included:
 ``log p(y | x) = sum_t log p(y_t | y_<t, x)``.
@@ -38,7 +42,8 @@ from .models import Memory, Model, ModelConfig, Params, State
 
 
 def model_for(params: Params) -> Model:
-    """The seed LSTM model whose sizes fit ``params`` (the default of every decoder here).
+    """The seed model whose sizes fit ``params`` (the default of every decoder here): LSTM,
+    or GRU when the encoder bias is Keras' ``(2, 3H)`` GRU bias.
 
     Other models are passed explicitly (``model=models.build(config)``); a checkpoint's is
     built by :func:`model_of`.
@@ -46,7 +51,8 @@ def model_for(params: Params) -> Model:
     v_in = params["encoder"]["kernel"].shape[0]
     v_out = params["dense"]["bias"].shape[0]
     h = params["decoder"]["recurrent_kernel"].shape[0]
-    return models.build(ModelConfig(v_in, v_out, h))
+    cell = "gru" if params["encoder"]["bias"].ndim == 2 else "lstm"
+    return models.build(ModelConfig(v_in, v_out, h, cell=cell))
 
 
 def model_of(trained) -> Model:
@@ -199,6 +205,95 @@ def greedy_batch(
         with_extras=with_extras,
     )
     return (tokens, lengths, logprob, extras) if with_extras else (tokens, lengths, logprob)
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def tempered_draw(key: jax.Array, probs: jax.Array, temperature: float | jax.Array) -> jax.Array:
+    """One token per row from ``q = p^(1/T) / sum_v p_v^(1/T)``; ``T = 0`` is the argmax.
+
+    ``q = softmax(log p / T)`` is what :func:`jax.random.categorical` draws from (the
+    Gumbel-max trick: ``argmax(log p / T + g)``, ``g`` standard Gumbel noise). ``probs``
+    ``(B, V)``; ``key`` one key for the whole batch. Returns ``(B,)`` int32.
+    """
+    safe_t = jnp.maximum(temperature, jnp.finfo(probs.dtype).tiny)
+    drawn = jax.random.categorical(key, jnp.log(probs) / safe_t, axis=-1)
+    return jnp.where(temperature > 0, drawn, jnp.argmax(probs, axis=-1)).astype(jnp.int32)
+
+
+def sentence_keys(seed: int, index: np.ndarray) -> jax.Array:
+    """``(N, 2)`` keys: ``fold_in(PRNGKey(seed), i)`` for each sentence number ``i``."""
+    base = jax.random.PRNGKey(seed)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(index, jnp.uint32))
+
+
+@functools.partial(jax.jit, static_argnames=("num_samples", "start_token", "end_token", "max_steps", "model"))
+def sample_batch(
+    params: Params,
+    encoder_tokens: jax.Array,
+    keys: jax.Array,
+    temperature: float | jax.Array = 1.0,
+    encoder_lengths: jax.Array | None = None,
+    *,
+    num_samples: int,
+    start_token: int,
+    end_token: int,
+    max_steps: int,
+    model: Model | None = None,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``S = num_samples`` translations of each row, each character drawn from the softmax.
+
+    At step ``t`` sample ``j`` of row ``b`` draws ``y_t ~ q``, ``q_v \\propto p(v | y_<t, x)^{1/T}``,
+    and feeds it back as the next input. Lower ``T`` sharpens ``q`` towards the argmax
+    (``T = 0`` *is* the argmax: greedy decoding, every sample the same); ``T = 1`` samples
+    from the model itself; higher ``T`` flattens it. The loop is :func:`greedy_batch`'s:
+    the encoder's memory and state are tiled ``S`` times (sample ``j`` of row ``b`` at row
+    ``b*S + j``) and a ``lax.while_loop`` stops when every sample has emitted ``end_token``.
+
+    Keys: ``keys[b]`` belongs to row ``b`` (:func:`sentence_keys`); it is split into one
+    key per sample, and step ``t`` uses ``fold_in(sample key, t)``; no key is used twice.
+
+    Returns:
+        ``tokens (B, S, max_steps)``, ``lengths (B, S)`` and ``logprob (B, S)``, the
+        untempered ``log p(y | x)`` of each sample under the model.
+    """
+    model = model or model_for(params)
+    memory, state = model.encode(params, encoder_tokens, _lengths(encoder_tokens, encoder_lengths))
+    batch = state[0].shape[0]
+    rows = batch * num_samples
+    tile = lambda a: jnp.repeat(a, num_samples, axis=0)  # noqa: E731
+    memory, state = jax.tree.map(tile, memory), jax.tree.map(tile, state)
+    sample_keys = jax.vmap(lambda k: jax.random.split(k, num_samples))(keys).reshape(rows, -1)  # (B*S, 2)
+    init = (
+        jnp.int32(0),
+        jnp.full((rows,), start_token, jnp.int32),
+        state,
+        jnp.zeros((rows,), bool),  # done
+        jnp.zeros((rows,), jnp.int32),  # lengths
+        jnp.zeros((rows,), jnp.float32),  # log p
+        jnp.full((max_steps, rows), end_token, jnp.int32),
+    )
+
+    def cond(carry):
+        t, _, _, done, _, _, _ = carry
+        return (t < max_steps) & ~jnp.all(done)
+
+    def body(carry):
+        t, prev, state, done, lengths, logprob, tokens = carry
+        probs, state, _ = model.decode_step(params, memory, prev, state)  # (B*S, V)
+        step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(sample_keys)
+        k = jax.vmap(lambda kk, p: tempered_draw(kk, p[None], temperature)[0])(step_keys, probs)  # (B*S,)
+        p_k = jnp.take_along_axis(probs, k[:, None], axis=1)[:, 0]
+        live = ~done
+        tokens = tokens.at[t].set(jnp.where(live, k, end_token))
+        lengths = lengths + live.astype(jnp.int32)
+        logprob = logprob + jnp.where(live, jnp.log(p_k), 0.0)
+        return t + 1, k, state, done | (k == end_token), lengths, logprob, tokens
+
+    _, _, _, _, lengths, logprob, tokens = jax.lax.while_loop(cond, body, init)
+    shape = (batch, num_samples)
+    return tokens.T.reshape(*shape, max_steps), lengths.reshape(shape), logprob.reshape(shape)
 
 
 # --------------------------------------------------------------------------- beam search
@@ -412,6 +507,56 @@ def decode_tokens(
     return out  # type: ignore[return-value]
 
 
+def sample_tokens(
+    params: Params,
+    encoder_tokens: np.ndarray,
+    target_vocab: Vocab,
+    max_decoder_seq_length: int,
+    *,
+    samples: int,
+    temperature: float,
+    seed: int,
+    sentence_numbers: Sequence[int] | None = None,
+    batch_size: int = 256,
+    input_lengths: Sequence[int] | None = None,
+    model: Model | None = None,
+) -> list[list[Hypothesis]]:
+    """``samples`` :class:`Hypothesis` per row of ``encoder_tokens (N, T_enc)``, in order.
+
+    :func:`sample_batch` in chunks of ``batch_size`` rows (padded to a power of two, as
+    :func:`decode_tokens`). Row ``i`` draws with the key ``fold_in(PRNGKey(seed), n_i)``,
+    ``n_i = sentence_numbers[i]`` (default ``i``): the same seed gives the same samples
+    whatever the chunking.
+    """
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1, got {samples}")
+    if not (temperature >= 0.0 and np.isfinite(temperature)):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+    encoder_tokens = np.asarray(encoder_tokens, np.int32)
+    n = encoder_tokens.shape[0]
+    numbers = np.arange(n) if sentence_numbers is None else np.asarray(sentence_numbers)
+    lengths_all = np.full(n, encoder_tokens.shape[1], np.int32) if input_lengths is None else np.asarray(input_lengths, np.int32)
+    statics = dict(
+        num_samples=samples, start_token=target_vocab.index[START], end_token=target_vocab.index[END],
+        max_steps=max_decoder_seq_length + 1, model=model or model_for(params),
+    )
+    chars = target_vocab.chars
+    out: list[list[Hypothesis]] = []
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(n, start + batch_size))
+        padded = np.concatenate([idx, np.full(_bucket(len(idx), batch_size) - len(idx), idx[0])])
+        tokens, lengths, logprob = jax.device_get(sample_batch(
+            params, jnp.asarray(encoder_tokens[padded]), sentence_keys(seed, numbers[padded]),
+            jnp.float32(temperature), jnp.asarray(lengths_all[padded]), **statics,
+        ))
+        for j in range(len(idx)):
+            out.append([
+                Hypothesis("".join(chars[t] for t in tokens[j, s, : lengths[j, s]]), float(logprob[j, s]))
+                for s in range(samples)
+            ])
+    return out
+
+
 # --------------------------------------------------------------------------- user text
 
 
@@ -563,9 +708,62 @@ def translate(
     prepared = prepare_inputs(
         texts, trained.input_vocab, trained.max_encoder_seq_length, on_error, first_number
     )
+
+    def decode(tokens, lengths, todo_numbers):
+        return decode_tokens(
+            trained.params, tokens, trained.target_vocab, trained.max_decoder_seq_length, beam=beam,
+            length_alpha=length_alpha, batch_size=batch_size, input_lengths=lengths, model=model_of(trained),
+        )
+
+    hyps = _decode_prepared(trained, prepared, decode)
+    return [
+        Translation(p.source, hyps[i].text if i in hyps else "", p.problem, hyps.get(i))
+        for i, p in enumerate(prepared)
+    ]
+
+
+def translate_samples(
+    trained,
+    texts: Sequence[str],
+    *,
+    samples: int,
+    temperature: float,
+    seed: int,
+    on_error: str = "fail",
+    batch_size: int = 256,
+    first_number: int = 1,
+) -> list[list[Translation]]:
+    """``samples`` sampled translations of each of ``texts`` (:func:`sample_batch`), order kept.
+
+    Text ``i`` (0-based) draws with ``fold_in(PRNGKey(seed), i)``: reproducible for a seed,
+    whatever else is translated with it. An empty or skipped text gives ``samples`` empty
+    translations.
+    """
+    prepared = prepare_inputs(
+        texts, trained.input_vocab, trained.max_encoder_seq_length, on_error, first_number
+    )
+
+    def decode(tokens, lengths, todo_numbers):
+        return sample_tokens(
+            trained.params, tokens, trained.target_vocab, trained.max_decoder_seq_length, samples=samples,
+            temperature=temperature, seed=seed, sentence_numbers=todo_numbers, batch_size=batch_size,
+            input_lengths=lengths, model=model_of(trained),
+        )
+
+    hyps = _decode_prepared(trained, prepared, decode)
+    return [
+        [Translation(p.source, hyps[i][j].text if i in hyps else "", p.problem, hyps[i][j] if i in hyps else None)
+         for j in range(samples)]
+        for i, p in enumerate(prepared)
+    ]
+
+
+def _decode_prepared(trained, prepared: Sequence[Prepared], decode) -> dict:
+    """``{i: decode result}`` for every prepared text that needs the model, grouped by the
+    width its encoder input is padded to; ``decode(tokens, lengths, numbers)`` returns one
+    result per row (``numbers``: the rows' positions in ``prepared``)."""
     todo = [i for i, p in enumerate(prepared) if p.text]  # None (skipped) and "" need no model
-    hyps: dict[int, Hypothesis] = {}
-    model = model_of(trained)
+    hyps: dict = {}
     enc_texts = [prepared[i].text for i in todo]
     max_enc = trained.max_encoder_seq_length
     # The encoder reads its padding too, so inputs are padded as training padded them: to the
@@ -577,19 +775,15 @@ def translate(
     for width in sorted(set(widths)):
         group = [j for j, w in enumerate(widths) if w == width]
         group_texts = [enc_texts[j] for j in group]
-        decoded = decode_tokens(
-            trained.params, trained.input_vocab.encode(group_texts, width), trained.target_vocab,
-            trained.max_decoder_seq_length, beam=beam, length_alpha=length_alpha, batch_size=batch_size,
-            input_lengths=[len(t) for t in group_texts], model=model,
+        decoded = decode(
+            trained.input_vocab.encode(group_texts, width), [len(t) for t in group_texts], [todo[j] for j in group]
         )
         hyps.update((todo[j], h) for j, h in zip(group, decoded))
-    return [
-        Translation(p.source, hyps[i].text if i in hyps else "", p.problem, hyps.get(i))
-        for i, p in enumerate(prepared)
-    ]
+    return hyps
 
 
 __all__ = [
     "Hypothesis", "InputError", "check_trained", "ON_ERROR", "Prepared", "Translation", "beam_batch", "decode_tokens",
-    "describe_char", "greedy_batch", "greedy_reference", "model_for", "model_of", "prepare_inputs", "translate",
+    "describe_char", "greedy_batch", "greedy_reference", "model_for", "model_of", "prepare_inputs", "sample_batch", "sample_tokens",
+    "sentence_keys", "tempered_draw", "translate", "translate_samples",
 ]

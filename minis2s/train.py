@@ -30,6 +30,7 @@ from . import checkpoint
 from . import losses
 from . import models
 from . import parallel
+from . import scheduled
 from .bucketing import Batcher, fill_rows
 from .config import HISTORY_KEYS, Config, make_optimizer, model_config
 from .data import Dataset
@@ -103,7 +104,7 @@ def make_train_epoch(
 ):
     """Many training steps in one call, as Keras' ``steps_per_execution`` does.
 
-    ``train_epoch(params, opt_state, data, index, weight, totals=None) -> (params, opt_state, totals, step_losses)``:
+    ``train_epoch(params, opt_state, data, index, weight, step_extras=None, totals=None) -> (params, opt_state, totals, step_losses)``:
     ``data`` holds the device-resident ``encoder_tokens, decoder_tokens, target_tokens``
     ``(N, T)`` and ``encoder_lengths (N,)`` arrays (:func:`device_data`), ``index`` ``(S, B)`` the rows of each of the ``S`` batches and
     ``weight`` ``(S, B)`` their weights (0 for padding rows). A ``lax.scan`` runs the same
@@ -113,18 +114,21 @@ def make_train_epoch(
     slices of ``index, weight``, each passing on the ``totals`` of the one before, gives the same
     numbers bit for bit as one call (``fit`` does that to report progress);
     ``step_losses`` ``(S,)`` each batch's loss sum, so a non-finite loss can be traced to its step.
+    ``step_extras`` (optional): a dict of ``(S, ...)`` arrays, row ``s`` added to batch ``s``
+    (scheduled sampling's key and ratio).
 
     Why: a jitted step called from Python pays dispatch and a host-to-device copy of the
     batch every time; here the epoch's data stay on the device and Python is entered once.
     """
     step = _step(optimizer, _resolve_apply(apply_fn, grad))
 
-    def train_epoch(params, opt_state, data, index, weight, totals=None):
+    def train_epoch(params, opt_state, data, index, weight, step_extras=None, totals=None):
         def body(carry, xs):
             params, opt_state, totals = carry
-            idx, w = xs  # (B,), (B,)
+            idx, w, extra = xs  # (B,), (B,), {name: (...)}
             batch = {k: v[idx] for k, v in data.items()}
             batch["weight"] = w
+            batch.update(extra)
             params, opt_state, metrics = step(params, opt_state, batch)
             totals = jax.tree.map(jnp.add, totals, metrics)
             return (params, opt_state, totals), metrics["loss_sum"]
@@ -132,7 +136,8 @@ def make_train_epoch(
         if totals is None:
             zero = jnp.zeros((), weight.dtype)
             totals = {"loss_sum": zero, "correct_sum": zero, "count": zero}
-        (params, opt_state, totals), step_losses = jax.lax.scan(body, (params, opt_state, totals), (index, weight))
+        xs = (index, weight, step_extras or {})
+        (params, opt_state, totals), step_losses = jax.lax.scan(body, (params, opt_state, totals), xs)
         return params, opt_state, totals, step_losses
 
     return jax.jit(train_epoch)
@@ -243,13 +248,39 @@ def _compiled_steps(config: Config, model_cfg: ModelConfig):
     """``(optimizer, train_step, train_epoch, eval_step)`` for a config, cached and shared by
     every :func:`fit` call in the process, so a resumed or repeated fit reuses the compilation."""
     optimizer = make_optimizer(config)
-    apply_fn = models.build(model_cfg, config.grad).apply
+    model = models.build(model_cfg, config.grad)
+    apply_fn = model.apply
+    train_apply = apply_fn
+    if scheduled.uses_scheduled_sampling(config.teacher_forcing, config.teacher_forcing_end):
+        # the batch carries this step's key and ratio (_coin_extras); validation stays teacher-forced
+        def train_apply(params, batch):
+            return scheduled.apply(model, params, batch, batch["coin_key"], batch["teacher_forcing"])
     return (
         optimizer,
-        make_train_step(optimizer, apply_fn),
-        make_train_epoch(optimizer, apply_fn),
+        make_train_step(optimizer, train_apply),
+        make_train_epoch(optimizer, train_apply),
         make_eval_step(apply_fn),
     )
+
+
+# fold_in(shuffle_key, e) shuffles epoch e; fold_in(shuffle_key, _COIN_STREAM + e) is the
+# root of epoch e's scheduled-sampling keys, so no key serves twice (epochs < 2**30).
+_COIN_STREAM = 1 << 30
+
+
+def _coin_extras(config: Config, shuffle_key, epoch: int):
+    """``extras(steps) -> {"coin_key": (S, 2), "teacher_forcing": (S,)}`` for epoch ``epoch``
+    (step ``s`` draws with ``fold_in(epoch key, s)``), or ``None`` on the teacher-forced path."""
+    if not scheduled.uses_scheduled_sampling(config.teacher_forcing, config.teacher_forcing_end):
+        return None
+    ratio = scheduled.ratio_at(epoch, config.epochs, config.teacher_forcing, config.teacher_forcing_end)
+    root = jax.random.fold_in(jnp.asarray(shuffle_key), _COIN_STREAM + epoch)
+
+    def extras(steps: int) -> dict:
+        keys = jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.arange(steps, dtype=jnp.uint32))
+        return {"coin_key": keys, "teacher_forcing": jnp.full((steps,), ratio, jnp.float32)}
+
+    return extras
 
 
 def _check_fit(config: Config, n: int, patience: int | None, checkpoint_every: int) -> int:
@@ -304,15 +335,17 @@ def _epoch_runner(config: Config, data: Dataset, mesh, train_step, train_epoch):
     if not (config.bucket or config.mask_padding) and mesh.size == 1:
         on_device = device_data(data)
 
-        def run_whole_epoch(params, opt_state, perm, progress):
+        def run_whole_epoch(params, opt_state, perm, extras=None, progress=None):
             index, weight = batch_plan(perm, config.batch_size)
+            per_step = extras(len(index)) if extras is not None else None
             if progress is None:
                 # step_losses (S,): each step's loss sum, checked once per epoch (no sync per step)
-                return train_epoch(params, opt_state, on_device, index, weight)
+                return train_epoch(params, opt_state, on_device, index, weight, per_step)
             totals, step_losses, report = None, [], _Reporter(progress, len(index))
             for start, stop in _chunks(len(index)):
+                chunk_extras = None if per_step is None else {k: v[start:stop] for k, v in per_step.items()}
                 params, opt_state, totals, losses = train_epoch(
-                    params, opt_state, on_device, index[start:stop], weight[start:stop], totals
+                    params, opt_state, on_device, index[start:stop], weight[start:stop], chunk_extras, totals
                 )
                 step_losses.append(losses)
                 report(stop, totals)
@@ -320,10 +353,14 @@ def _epoch_runner(config: Config, data: Dataset, mesh, train_step, train_epoch):
 
         return run_whole_epoch, sharded_batches
 
-    def run_batch_by_batch(params, opt_state, perm, progress):
+    def run_batch_by_batch(params, opt_state, perm, extras=None, progress=None):
         totals, step_losses = None, []
-        report = _Reporter(progress, len(batcher.plan(perm))) if progress is not None else None
-        for batch in sharded_batches(perm):
+        batches = list(sharded_batches(perm))
+        per_step = extras(len(batches)) if extras is not None else None
+        report = _Reporter(progress, len(batches)) if progress is not None else None
+        for s, batch in enumerate(batches):
+            if per_step is not None:
+                batch = {**batch, **{k: v[s] for k, v in per_step.items()}}
             params, opt_state, metrics = train_step(params, opt_state, batch)
             totals = _accumulate(totals, metrics)
             step_losses.append(metrics["loss_sum"])
@@ -455,7 +492,8 @@ def fit(
     for epoch in range(state.epoch, config.epochs):
         t0 = time.perf_counter()
         perm = np.asarray(jax.random.permutation(jax.random.fold_in(state.shuffle_key, epoch), split_at))
-        params, opt_state, totals, step_losses = run_epoch(params, opt_state, perm, progress)
+        coins = _coin_extras(config, state.shuffle_key, epoch)  # None: teacher forcing, the seed
+        params, opt_state, totals, step_losses = run_epoch(params, opt_state, perm, coins, progress)
         logs = _summarise(totals)
         steps = len(step_losses)
         if not math.isfinite(logs["loss"]):

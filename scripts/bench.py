@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_FRA = ROOT.parent / "shared" / "data" / "fra-eng" / "fra.txt"
 MARK = "@@BENCH "
-VARIANTS = ("minis2s-bptt", "minis2s-autodiff", "keras-jax", "torch")
+VARIANTS = ("minis2s-bptt", "minis2s-autodiff", "keras-jax", "torch", "minis2s-gru", "torch-gru")
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -115,23 +115,25 @@ def _rss_mb() -> float:
 
 
 class MinisWorker:
-    """minis2s as ``fit`` runs it: on-device epoch runner, then the validation loop."""
+    """minis2s as ``fit`` runs it: on-device epoch runner, then the validation loop.
+    ``cell="gru"``: the seed model with the GRU (hand-derived backward) in place of the LSTM."""
 
-    def __init__(self, args, ds, grad: str):
+    def __init__(self, args, ds, grad: str, cell: str = "lstm"):
         import jax
         import numpy as np
 
-        from minis2s import model, train
+        from minis2s import models, train
 
         self.jax, self.np, self.train = jax, np, train
-        cfg = train.Config(batch_size=args.batch_size, latent_dim=args.latent_dim, grad=grad)
+        cfg = train.Config(batch_size=args.batch_size, latent_dim=args.latent_dim, grad=grad, cell=cell)
         self.cfg, self.ds = cfg, ds
         n = len(ds)
         self.split_at = train.split_train_val(n, cfg.validation_split)
         self.val_idx = np.arange(self.split_at, n)
         key = jax.random.PRNGKey(cfg.seed)
         init_key, self.shuffle_key = jax.random.split(key)
-        self.params = model.init_params(init_key, train.model_config(cfg, ds))
+        seq2seq = models.build(train.model_config(cfg, ds), grad)
+        self.params = seq2seq.init(init_key)
         self.opt = train.make_optimizer(cfg)
         self.opt_state = self.opt.init(self.params)
         self.dev = train.device_data(ds)
@@ -140,18 +142,18 @@ class MinisWorker:
         index, weight = train.batch_plan(np.arange(self.split_at), cfg.batch_size)
         batch0 = next(train.batches(ds, np.arange(self.split_at), cfg.batch_size))
         t0, c0 = time.perf_counter(), time.process_time()
-        self.step = train.make_train_step(self.opt, grad=grad).lower(self.params, self.opt_state, batch0).compile()
+        self.step = train.make_train_step(self.opt, seq2seq.apply).lower(self.params, self.opt_state, batch0).compile()
         self.compile_step = time.perf_counter() - t0
         self.compile_step_cpu = time.process_time() - c0
         t0 = time.perf_counter()
         self.epoch_fn = (
-            train.make_train_epoch(self.opt, grad=grad)
+            train.make_train_epoch(self.opt, seq2seq.apply)
             .lower(self.params, self.opt_state, self.dev, index, weight)
             .compile()
         )
         self.compile_epoch = time.perf_counter() - t0
         t0 = time.perf_counter()
-        self.eval_step = train.make_eval_step(model.make_apply(grad)).lower(self.params, batch0).compile()
+        self.eval_step = train.make_eval_step(seq2seq.apply).lower(self.params, batch0).compile()
         self.compile_eval = time.perf_counter() - t0
 
     def ready(self):
@@ -264,9 +266,10 @@ class KerasWorker:
 
 class TorchWorker:
     """An ``nn.LSTM`` encoder-decoder of the same sizes, the same loss (Keras' clipped
-    categorical cross-entropy on probabilities) and RMSprop, ``--threads`` threads."""
+    categorical cross-entropy on probabilities) and RMSprop, ``--threads`` threads.
+    ``cell="gru"``: ``nn.GRU`` layers instead (the decoder starts from the encoder's ``h``)."""
 
-    def __init__(self, args, ds):
+    def __init__(self, args, ds, cell: str = "lstm"):
         import numpy as np
         import torch
         from torch import nn
@@ -279,8 +282,9 @@ class TorchWorker:
         class Seq2Seq(nn.Module):
             def __init__(self):
                 super().__init__()
-                self.encoder = nn.LSTM(v_in, h, batch_first=True)
-                self.decoder = nn.LSTM(v_out, h, batch_first=True)
+                rnn = nn.GRU if cell == "gru" else nn.LSTM
+                self.encoder = rnn(v_in, h, batch_first=True)
+                self.decoder = rnn(v_out, h, batch_first=True)
                 self.dense = nn.Linear(h, v_out)
 
             def forward(self, enc_x, dec_x):
@@ -382,12 +386,16 @@ class PeakWorker:
 def worker_main(args) -> int:
     ds, source = load_data(args)
     kind = args.worker
-    if kind.startswith("minis2s-"):
+    if kind == "minis2s-gru":
+        w = MinisWorker(args, ds, "bptt", cell="gru")
+    elif kind.startswith("minis2s-"):
         w = MinisWorker(args, ds, kind.removeprefix("minis2s-"))
     elif kind == "keras-jax":
         w = KerasWorker(args, ds)
     elif kind == "torch":
         w = TorchWorker(args, ds)
+    elif kind == "torch-gru":
+        w = TorchWorker(args, ds, cell="gru")
     elif kind == "peak":
         w = PeakWorker(args, ds)
     else:
@@ -451,7 +459,7 @@ class Worker:
 def available(name: str) -> bool:
     import importlib.util
 
-    mod = {"keras-jax": "keras", "torch": "torch"}.get(name)
+    mod = {"keras-jax": "keras", "torch": "torch", "torch-gru": "torch"}.get(name)
     return mod is None or importlib.util.find_spec(mod) is not None
 
 
@@ -484,7 +492,7 @@ def run_bench(args) -> int:
     workers, results = {}, {}
     for name in names:  # start and compile one at a time, so compile times are not contended
         t0 = time.perf_counter()
-        w = Worker(name, worker_argv, log_dir, args.omp_wait_policy if name == "torch" else None, one_core)
+        w = Worker(name, worker_argv, log_dir, args.omp_wait_policy if name.startswith("torch") else None, one_core)
         workers[name] = w
         results[name] = {"startup_s": time.perf_counter() - t0, **w.hello["ready"], "epochs": []}
         print(f"{name}: ready {results[name]}", file=sys.stderr)
@@ -537,6 +545,11 @@ def run_bench(args) -> int:
             flops["train_step"] * split_at / args.batch_size / _median(tr) / (peak_gflops * 1e9) if tr else None
         )
     for name, r in results.items():
+        if name.endswith("-gru"):  # the FLOP count above is the LSTM's; a GRU does 3/4 of its recurrent matmuls
+            r["peak_fraction_epoch"] = r["peak_fraction_train"] = None
+        lstm_of = {"minis2s-gru": "minis2s-bptt", "torch-gru": "torch"}.get(name)
+        if lstm_of in results and results[lstm_of]["epoch_s_median"] and r["epoch_s_median"]:
+            r["ratio_vs_lstm"] = r["epoch_s_median"] / results[lstm_of]["epoch_s_median"]
         for ref in ("keras-jax", "torch"):
             if ref in results and results[ref]["epoch_s_median"] and r["epoch_s_median"]:
                 r[f"ratio_vs_{ref}"] = r["epoch_s_median"] / results[ref]["epoch_s_median"]
@@ -564,6 +577,10 @@ def run_bench(args) -> int:
         f"useful FLOPs {flops['train_step'] / 1e9:.2f} GFLOP/train step, {epoch_flops / 1e12:.3f} TFLOP/epoch.\n"
         f"load average before/after: {load_before[0]:.1f}/{load_after[0]:.1f} on {os.cpu_count()} CPUs"
         + (f"; not installed: {', '.join(skipped)}" if skipped else "")
+        + "".join(
+            f"\n{name} epoch / its LSTM's epoch: {_fmt(r['ratio_vs_lstm'])} (target <= 0.85)"
+            for name, r in results.items() if r.get("ratio_vs_lstm")
+        )
     )
     table = "\n".join(lines) + "\n" + summary
     print(table)

@@ -85,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     steps = -(-split_at // cfg.batch_size)
 
     def one_call(perm):
-        return run_epoch(state.params, state.opt_state, perm, None)
+        return run_epoch(state.params, state.opt_state, perm, progress=None)
 
     def chunks(perm):
-        return run_epoch(state.params, state.opt_state, perm, bar)
+        return run_epoch(state.params, state.opt_state, perm, progress=bar)
 
     def callback(perm):
         index, weight = train.batch_plan(perm, cfg.batch_size)

@@ -174,7 +174,7 @@ def test_evaluate_reads_the_data_its_run_recorded(tmp_path):
     rc, out, err = run(["evaluate", str(ckpt), "--demo", "0", "--out", str(tmp_path / "a.tsv")])
     assert rc == 0, err
     assert f"of 140 from {copy}" in out
-    rc, _, err = run(["evaluate", str(ckpt), "--data", "demo", "--demo", "0", "--out", str(tmp_path / "b.tsv")])
+    rc, _, err = run(["evaluate", str(ckpt), "--data", str(DEMO_PATH), "--demo", "0", "--out", str(tmp_path / "b.tsv")])
     assert rc == 0, err
     assert read_tsv(tmp_path / "a.tsv") == read_tsv(tmp_path / "b.tsv")
 

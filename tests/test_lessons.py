@@ -159,3 +159,74 @@ def test_seed_parameter_count():
     shapes = model.param_shapes(model.ModelConfig(70, 93, 256))
     counted = sum(math.prod(s) for s in shapes.values())
     assert counted == count_seed_parameters() == 717_149
+
+
+def test_seed_flops_per_step_and_epoch():
+    """scripts/bench.py's formula against a count from the parameter shapes: every recurrent
+    kernel entry is one multiply-add per sample and step, every head entry one per sample and
+    decoder step; backward is twice forward."""
+    import sys
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from bench import flop_counts
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    shapes = model.param_shapes(model.ModelConfig(70, 93, 256))
+    B, T_e, T_d = 64, 16, 59
+    U = math.prod(shapes["encoder/recurrent_kernel"])
+    assert U == math.prod(shapes["decoder/recurrent_kernel"])
+    W_d = math.prod(shapes["dense/kernel"])
+    forward = 2 * B * (U * (T_e + T_d) + W_d * T_d)
+    f = flop_counts(B, T_e, T_d, 256, 93)
+    assert f["eval_batch"] == forward and f["train_step"] == 3 * forward
+    assert f"{forward:.2e}" == "2.70e+09" and f"{3 * forward:.2e}" == "8.09e+09"
+    in_docs("= 2.70\\cdot10^{9}$")
+    in_docs("$8.09\\cdot10^{9}$")
+    steps = train.split_train_val(10_000, 0.2) // B
+    assert steps == 125 and f"{steps * 3 * forward:.2e}" == "1.01e+12"
+    in_docs("$1.01\\cdot10^{12}$")
+    assert f"{2000 / B * forward:.1e}" == "8.4e+10"
+    in_docs("$8.4\\cdot10^{10}$")
+    recurrent_share = U * (T_e + T_d) / (U * (T_e + T_d) + W_d * T_d)
+    assert f"{recurrent_share:.0%}" == "93%" and (T_e + T_d) * 2 * steps == 18_750
+    assert f"{2 * 256 * 1024 / count_seed_parameters():.0%}" == "73%"
+    in_docs("73% of them are the two")
+
+
+def test_rmsprop_never_steps_further_than_lr_over_sqrt_one_minus_rho():
+    opt = train.make_optimizer(train.Config())
+    w = {"w": jnp.zeros(5)}
+    state = opt.init(w)
+    rng = np.random.default_rng(0)
+    bound = 1e-3 / math.sqrt(1 - 0.9)
+    for scale in (1e-6, 1.0, 1e3, 1e6, 1.0, 1e-3):
+        g = {"w": jnp.asarray(rng.normal(size=5) * scale, jnp.float32)}
+        updates, state = opt.update(g, state, w)
+        assert float(jnp.max(jnp.abs(updates["w"]))) <= bound * (1 + 1e-6)
+    assert f"{bound:.2e}" == "3.16e-03"
+
+
+def test_keras_loss_versus_log_softmax_on_a_confident_mistake():
+    logits = jnp.array([0.0, 0.0, -20.0])
+    target = jnp.array([[2]])
+    keras = lambda a: losses.per_position_crossentropy(jax.nn.softmax(a)[None, None], target)[0, 0]  # noqa: E731
+    log_softmax = lambda a: -jax.nn.log_softmax(a)[2]  # noqa: E731
+    p_y = math.exp(-20) / (2 + math.exp(-20))  # by hand
+    assert f"{p_y:.2e}" == "1.03e-09"
+    assert float(keras(logits)) == pytest.approx(-math.log(np.float32(1e-7)), rel=1e-6)
+    assert f"{float(keras(logits)):.3f}" == "16.118"
+    np.testing.assert_array_equal(np.asarray(jax.grad(keras)(logits)), 0.0)
+    assert float(log_softmax(logits)) == pytest.approx(20 + math.log(2 + math.exp(-20)), rel=1e-6)
+    assert f"{float(log_softmax(logits)):.3f}" == "20.693"
+    np.testing.assert_allclose(np.asarray(jax.grad(log_softmax)(logits)), [0.5, 0.5, -1.0], atol=1e-6)
+    in_docs("the Keras loss is $16.118$ with gradient 0, the log-softmax loss $20.693$ with gradient $(0.5, 0.5, -1)$")
+
+
+def test_exact_match_if_characters_were_independent(shared_fra):
+    ds = data.load_dataset(shared_fra, 10_000)
+    split_at = train.split_train_val(len(ds), 0.2)
+    real = np.mean([len(t) - 1 for t in ds.target_texts[split_at:]])  # characters after "\t", "\n" included
+    pad_val = 1 - real / ds.max_decoder_seq_length
+    per_char = (0.868 - pad_val) / (1 - pad_val)
+    assert f"{real:.1f}" == "20.9" and f"{per_char:.3f}" == "0.628" and f"{per_char ** real:.0e}" == "6e-05"
+    in_docs("$0.628^{20.9} = 6\\cdot10^{-5}$")

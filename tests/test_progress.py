@@ -182,7 +182,7 @@ def test_epoch_in_chunks_equals_one_call_bit_for_bit():
         whole = (p, o)
         t, losses = None, []
         for start, stop in train._chunks(len(index), 3):
-            p, o, t, l = train_epoch(*chunked, on_device, index[start:stop], weight[start:stop], t)
+            p, o, t, l = train_epoch(*chunked, on_device, index[start:stop], weight[start:stop], totals=t)
             chunked = (p, o)
             losses.append(l)
         assert [len(l) for l in losses] == [3, 3, 2]

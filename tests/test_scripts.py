@@ -38,6 +38,19 @@ def test_gradcheck_demo_agrees_at_every_step():
 def test_figures_script_draws_every_figure(tmp_path):
     r = run_script("figures.py", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
-    png = tmp_path / "rmsprop-first-step.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (ROOT / "docs" / "img" / png.name).is_file()  # the committed copy exists
+    math = (ROOT / "docs" / "math.md").read_text()
+    for name in ("rmsprop-first-step.png", "lstm-cell.png", "encoder-decoder.png"):
+        png = tmp_path / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert (ROOT / "docs" / "img" / name).is_file()  # the committed copy exists
+        assert f"img/{name}" in math  # and the doc shows it
+
+
+def test_teacher_forcing_table_comes_from_the_data_pipeline():
+    """The figure's rows, recomputed by hand: decoder input = "\t" + French, target = French + "\n"."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import figures
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    assert figures.teacher_forcing_rows() == ("Go.", "\tVa !", "Va !\n")
