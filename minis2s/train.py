@@ -340,6 +340,8 @@ def _epoch_runner(config: Config, data: Dataset, mesh, train_step, train_epoch):
             per_step = extras(len(index)) if extras is not None else None
             if progress is None:
                 # step_losses (S,): each step's loss sum, checked once per epoch (no sync per step)
+                if per_step is None:
+                    return train_epoch(params, opt_state, on_device, index, weight)
                 return train_epoch(params, opt_state, on_device, index, weight, per_step)
             totals, step_losses, report = None, [], _Reporter(progress, len(index))
             for start, stop in _chunks(len(index)):

@@ -228,6 +228,17 @@ def test_fit_with_progress_trains_the_same_and_reports_every_chunk(monkeypatch, 
         assert calls[-1][2] == pytest.approx(loss, rel=1e-6)  # the running loss ends at the epoch's
 
 
+def test_scheduled_sampling_in_chunks_trains_the_same(monkeypatch):
+    """Each chunk gets its slice of the per-step coin keys and ratios."""
+    monkeypatch.setattr(train, "PROGRESS_CHUNKS", 3)
+    ds = _demo()
+    cfg = train.Config(epochs=2, batch_size=6, latent_dim=16, seed=3, teacher_forcing=0.9, teacher_forcing_end=0.5)
+    plain_params, plain_history = train.fit(cfg, ds, log=None)
+    params, history = train.fit(cfg, ds, log=None, progress=Recorder())
+    assert_trees_equal(params, plain_params)
+    assert history["loss"] == plain_history["loss"]
+
+
 def test_bucketed_fit_reports_every_batch():
     ds = _demo()
     cfg = train.Config(epochs=1, batch_size=6, latent_dim=16, seed=3, bucket=True)
