@@ -7,6 +7,14 @@ One command, one data set, batch 64, the seed model (latent 256), measured in on
     python scripts/bench.py --quick          # a small corpus, ~1 minute: a smoke test
     python scripts/bench.py profile          # where a step's time goes (one-core CPU time)
     python scripts/bench.py decode [ARGS]    # the decoding benchmark (scripts/bench_decode.py)
+    python scripts/bench.py --attention      # only the attention rows: seed, luong, bahdanau, PyTorch bahdanau
+
+The attention rows (``--attention``, or name them in ``--variants``): ``minis2s-luong`` and
+``minis2s-bahdanau`` train the registered models (``minis2s-luong`` is skipped while
+``luong`` is not in ``minis2s.models.MODELS``); ``torch-bahdanau`` is the same Bahdanau
+model written as the PyTorch seq2seq tutorial writes it, a Python loop over decoder steps
+with an ``LSTMCell`` and the additive attention. The summary prints the two targets:
+luong epoch / seed epoch (<= 1.3) and torch-bahdanau epoch / minis2s-bahdanau epoch (>= 3).
 
 Every variant runs in its own worker process (so peak RSS is per variant and the JAX
 processes of minis2s and Keras do not share caches or thread pools). The parent sends the
@@ -39,6 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_FRA = ROOT.parent / "shared" / "data" / "fra-eng" / "fra.txt"
 MARK = "@@BENCH "
 VARIANTS = ("minis2s-bptt", "minis2s-autodiff", "keras-jax", "torch", "minis2s-gru", "torch-gru")
+ATTENTION_VARIANTS = ("minis2s-bptt", "minis2s-luong", "minis2s-bahdanau", "torch-bahdanau")
+GRADS = ("bptt", "autodiff")  # minis2s-<grad>: the seed with that LSTM gradient; minis2s-<model>: a registered model
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -116,16 +126,18 @@ def _rss_mb() -> float:
 
 class MinisWorker:
     """minis2s as ``fit`` runs it: on-device epoch runner, then the validation loop.
-    ``cell="gru"``: the seed model with the GRU (hand-derived backward) in place of the LSTM."""
+    ``cell="gru"``: the seed model with the GRU (hand-derived backward) in place of the LSTM;
+    ``model="luong"`` or ``"bahdanau"``: that registered model.
+    """
 
-    def __init__(self, args, ds, grad: str, cell: str = "lstm"):
+    def __init__(self, args, ds, grad: str, cell: str = "lstm", model: str = "seed"):
         import jax
         import numpy as np
 
         from minis2s import models, train
 
         self.jax, self.np, self.train = jax, np, train
-        cfg = train.Config(batch_size=args.batch_size, latent_dim=args.latent_dim, grad=grad, cell=cell)
+        cfg = train.Config(batch_size=args.batch_size, latent_dim=args.latent_dim, grad=grad, cell=cell, model=model)
         self.cfg, self.ds = cfg, ds
         n = len(ds)
         self.split_at = train.split_train_val(n, cfg.validation_split)
@@ -287,16 +299,17 @@ class TorchWorker:
                 self.decoder = rnn(v_out, h, batch_first=True)
                 self.dense = nn.Linear(h, v_out)
 
-            def forward(self, enc_x, dec_x):
+            def forward(self, enc_x, dec_x, lengths):  # lengths: unused, the seed reads the padding
                 _, state = self.encoder(enc_x)
                 out, _ = self.decoder(dec_x, state)
                 return torch.softmax(self.dense(out), dim=-1)
 
-        self.model = Seq2Seq()
+        self.model = self.build_model(nn, torch, h, v_in, v_out) if hasattr(self, "build_model") else Seq2Seq()
         self.opt = torch.optim.RMSprop(self.model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
         enc, dec, _ = ds.one_hot()
         self.enc, self.dec = torch.from_numpy(enc), torch.from_numpy(dec)
         self.tgt = torch.from_numpy(ds.target_tokens.astype(np.int64))
+        self.lengths = torch.from_numpy(ds.encoder_lengths.astype(np.int64))
         self.batch_size = args.batch_size
         self.split_at = int(len(ds) * 0.8)
         self.gen = torch.Generator().manual_seed(0)
@@ -325,7 +338,7 @@ class TorchWorker:
                 return {}
             idx = perm[s : s + self.batch_size]
             self.opt.zero_grad(set_to_none=True)
-            loss = self._loss(self.model(self.enc[idx], self.dec[idx]), self.tgt[idx])
+            loss = self._loss(self.model(self.enc[idx], self.dec[idx], self.lengths[idx]), self.tgt[idx])
             loss.backward()
             self.opt.step()
             total += float(loss) * len(idx)
@@ -335,12 +348,50 @@ class TorchWorker:
         with torch.no_grad():
             for s in range(self.split_at, len(self.enc), self.batch_size):
                 sl = slice(s, s + self.batch_size)
-                vtotal += float(self._loss(self.model(self.enc[sl], self.dec[sl]), self.tgt[sl])) * len(self.enc[sl])
+                out = self.model(self.enc[sl], self.dec[sl], self.lengths[sl])
+                vtotal += float(self._loss(out, self.tgt[sl])) * len(self.enc[sl])
         seconds = time.perf_counter() - t0
         return {
             "epoch_s": seconds, "train_s": t_train,
             "loss": total / self.split_at, "val_loss": vtotal / (len(self.enc) - self.split_at),
         }
+
+
+class TorchBahdanauWorker(TorchWorker):
+    """The Bahdanau model as the PyTorch seq2seq tutorial writes it: an ``nn.LSTM`` encoder
+    over the whole (padded) sentence, then a Python loop over the decoder steps, each one
+    additive attention ``v^T tanh(W_q s + W_k h_j)`` (padding masked), an ``LSTMCell`` on
+    ``[one-hot previous char; context]`` and the softmax head on ``s_t``. Same sizes,
+    loss and optimizer as minis2s' ``bahdanau``. (minis2s' encoder also stops at each
+    sentence's length; the tutorial's reads the padding: a little less work here.)"""
+
+    @staticmethod
+    def build_model(nn, torch, h, v_in, v_out):
+        class Bahdanau(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.encoder = nn.LSTM(v_in, h, batch_first=True)
+                self.w_q = nn.Linear(h, h, bias=False)
+                self.w_k = nn.Linear(h, h, bias=False)
+                self.v = nn.Linear(h, 1, bias=False)
+                self.cell = nn.LSTMCell(v_out + h, h)
+                self.dense = nn.Linear(h, v_out)
+
+            def forward(self, enc_x, dec_x, lengths):
+                values, (s, c) = self.encoder(enc_x)  # (B, Te, H)
+                s, c = s[0], c[0]
+                keys = self.w_k(values)  # (B, Te, H)
+                pad = torch.arange(values.shape[1])[None, :] >= lengths[:, None]  # (B, Te)
+                outputs = []
+                for t in range(dec_x.shape[1]):
+                    scores = self.v(torch.tanh(self.w_q(s)[:, None, :] + keys)).squeeze(-1)  # (B, Te)
+                    weights = torch.softmax(scores.masked_fill(pad, float("-inf")), dim=-1)
+                    context = torch.bmm(weights[:, None, :], values)[:, 0]  # (B, H)
+                    s, c = self.cell(torch.cat([dec_x[:, t], context], dim=-1), (s, c))
+                    outputs.append(s)
+                return torch.softmax(self.dense(torch.stack(outputs, dim=1)), dim=-1)
+
+        return Bahdanau()
 
 
 class PeakWorker:
@@ -388,14 +439,18 @@ def worker_main(args) -> int:
     kind = args.worker
     if kind == "minis2s-gru":
         w = MinisWorker(args, ds, "bptt", cell="gru")
-    elif kind.startswith("minis2s-"):
+    elif kind.removeprefix("minis2s-") in GRADS:
         w = MinisWorker(args, ds, kind.removeprefix("minis2s-"))
+    elif kind.startswith("minis2s-"):
+        w = MinisWorker(args, ds, "bptt", model=kind.removeprefix("minis2s-"))
     elif kind == "keras-jax":
         w = KerasWorker(args, ds)
     elif kind == "torch":
         w = TorchWorker(args, ds)
     elif kind == "torch-gru":
         w = TorchWorker(args, ds, cell="gru")
+    elif kind == "torch-bahdanau":
+        w = TorchBahdanauWorker(args, ds)
     elif kind == "peak":
         w = PeakWorker(args, ds)
     else:
@@ -457,9 +512,14 @@ class Worker:
 
 
 def available(name: str) -> bool:
+    """Whether ``name`` can run here: its framework is installed, its model is registered."""
     import importlib.util
 
-    mod = {"keras-jax": "keras", "torch": "torch", "torch-gru": "torch"}.get(name)
+    if name.startswith("minis2s-") and name.removeprefix("minis2s-") not in (*GRADS, "gru"):
+        from minis2s import models
+
+        return name.removeprefix("minis2s-") in models.MODELS
+    mod = {"keras-jax": "keras", "torch": "torch", "torch-gru": "torch", "torch-bahdanau": "torch"}.get(name)
     return mod is None or importlib.util.find_spec(mod) is not None
 
 
@@ -540,9 +600,10 @@ def run_bench(args) -> int:
         r["epoch_s_median"] = _median(ep)
         r["train_step_s_median"] = _median(tr) / steps if tr else None
         r["single_step_s_median"] = _median(r.get("single_step_s", []))
-        r["peak_fraction_epoch"] = epoch_flops / r["epoch_s_median"] / (peak_gflops * 1e9) if ep else None
+        seed_work = name in VARIANTS  # the FLOP count is the seed model's; attention rows get none
+        r["peak_fraction_epoch"] = epoch_flops / r["epoch_s_median"] / (peak_gflops * 1e9) if ep and seed_work else None
         r["peak_fraction_train"] = (
-            flops["train_step"] * split_at / args.batch_size / _median(tr) / (peak_gflops * 1e9) if tr else None
+            flops["train_step"] * split_at / args.batch_size / _median(tr) / (peak_gflops * 1e9) if tr and seed_work else None
         )
     for name, r in results.items():
         if name.endswith("-gru"):  # the FLOP count above is the LSTM's; a GRU does 3/4 of its recurrent matmuls
@@ -568,15 +629,16 @@ def run_bench(args) -> int:
             f"| {_fmt(r['peak_fraction_train'] and 100 * r['peak_fraction_train'], '.0f')} "
             f"| {_fmt(r.get('ratio_vs_keras-jax'))} | {_fmt(r.get('ratio_vs_torch'))} | {_fmt(r.get('rss_mb'), '.0f')} |"
         )
+    targets = attention_targets(results)
     load_after = os.getloadavg()
-    summary = (
+    summary = "".join(f"\n{line}" for line in targets) + (
         f"\ndata: {source}, {n} pairs ({split_at} train / {len(probe) - split_at} val), batch {args.batch_size}, "
         f"latent {args.latent_dim}, {args.threads} thread(s), T_enc {probe.max_encoder_seq_length}, T_dec {probe.max_decoder_seq_length}, "
         f"V_in {len(probe.input_vocab)}, V_out {len(probe.target_vocab)}; {repeats_done} timed epochs per variant "
         f"after a warm-up, medians.\nmatmul peak {peak_gflops:.0f} GFLOP/s fp32 ({_fmt_peak(peak)}); "
         f"useful FLOPs {flops['train_step'] / 1e9:.2f} GFLOP/train step, {epoch_flops / 1e12:.3f} TFLOP/epoch.\n"
         f"load average before/after: {load_before[0]:.1f}/{load_after[0]:.1f} on {os.cpu_count()} CPUs"
-        + (f"; not installed: {', '.join(skipped)}" if skipped else "")
+        + (f"; skipped (not installed, or model not registered): {', '.join(skipped)}" if skipped else "")
         + "".join(
             f"\n{name} epoch / its LSTM's epoch: {_fmt(r['ratio_vs_lstm'])} (target <= 0.85)"
             for name, r in results.items() if r.get("ratio_vs_lstm")
@@ -595,11 +657,29 @@ def run_bench(args) -> int:
         "omp_wait_policy_torch": args.omp_wait_policy, "threads": args.threads,
         "batch_size": args.batch_size, "latent_dim": args.latent_dim, "repeats": repeats_done,
         "peak": peak, "peak_gflops": peak_gflops, "flops": {**flops, "epoch": epoch_flops},
-        "variants": results, "skipped": skipped, "table": table, "total_s": time.perf_counter() - t_start,
+        "variants": results, "skipped": skipped, "targets": targets, "table": table, "total_s": time.perf_counter() - t_start,
     }
     Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     print(f"JSON written to {args.json} ({report['total_s']:.0f}s total; worker logs in {log_dir})", file=sys.stderr)
     return 0
+
+
+def attention_targets(results: dict) -> list[str]:
+    """The attention rows' targets, from the median epoch times of one run: luong / seed
+    (at most 1.3) and torch-bahdanau / minis2s-bahdanau (at least 3)."""
+    def epoch(name):
+        return results.get(name, {}).get("epoch_s_median")
+
+    lines = []
+    for slow, fast, what, ok in (
+        ("minis2s-luong", "minis2s-bptt", "luong epoch / seed epoch", lambda r: r <= 1.3),
+        ("torch-bahdanau", "minis2s-bahdanau", "PyTorch-tutorial bahdanau epoch / minis2s bahdanau epoch", lambda r: r >= 3.0),
+    ):
+        if epoch(slow) and epoch(fast):
+            r = epoch(slow) / epoch(fast)
+            target = "<= 1.3" if "luong" in slow else ">= 3"
+            lines.append(f"{what}: {r:.2f} (target {target}: {'met' if ok(r) else 'NOT met'})")
+    return lines
 
 
 def _paren(x) -> str:
@@ -774,8 +854,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="timed epochs per variant after the warm-up")
     p.add_argument("--steps", type=int, default=10, help="timed single jitted steps (minis2s)")
     p.add_argument("--budget-s", type=float, default=150.0, help="start no new repeat after this many seconds")
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help=f"comma-separated subset of {','.join(VARIANTS + ATTENTION_VARIANTS[1:])}")
     p.add_argument("--json", default="bench.json", help="where to write the JSON report (default bench.json)")
+    p.add_argument("--attention", action="store_true",
+                   help=f"run only the attention rows ({','.join(ATTENTION_VARIANTS)}); overrides --variants")
     p.add_argument("--quick", action="store_true", help="800 pairs, 1 repeat, 3 steps: a smoke test in about a minute")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p
@@ -790,6 +873,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.worker:
         return worker_main(args)
+    if args.attention:
+        args.variants = ",".join(ATTENTION_VARIANTS)
     if args.quick:
         args.num_samples, args.repeats, args.steps = min(args.num_samples, 800), 1, 3
     return run_bench(args)

@@ -47,3 +47,14 @@ def test_every_code_reference_resolves(doc):
     if doc == "docs/math.md":
         assert len(refs) >= 15, "math.md should point at the code for each equation"
     assert broken_references(text) == []
+
+
+def test_math_sections_end_with_exercises_and_hints():
+    """Sections 1-7 and 10-14 of docs/math.md each close with exercises, every one with a hint."""
+    text = (ROOT / "docs" / "math.md").read_text()
+    sections = dict(re.findall(r"^## (\d+)\. .*?\n(.*?)(?=^## |\Z)", text, re.S | re.M))
+    for number in [*range(1, 8), *range(10, 15)]:
+        body = sections[str(number)]
+        assert "**Exercises.**" in body, number
+        items = re.split(r"^\d+\. ", body.split("**Exercises.**")[1], flags=re.M)[1:]
+        assert len(items) >= 3 and all("*Hint:*" in item for item in items), number

@@ -14,14 +14,27 @@ def run_script(name, *args):
 
 
 def test_tutorial_runs_cell_by_cell_as_a_script():
-    """scripts/tutorial.py, shortened to 30 epochs (the full 200 take about 45 s on 2 quiet cores)."""
+    """scripts/tutorial.py, shortened to 30 of its 250 epochs.
+
+    The full run (about 45 s of CPU time) decodes all 211 training pairs and 35 of the 53
+    held-out ones exactly; at 30 epochs only a few are (5 and 1 measured), but the loss has
+    fallen from 2.30 to 0.15 and the teacher-forced validation accuracy from 0.42 to 0.94.
+    """
     source = (ROOT / "scripts" / "tutorial.py").read_text()
     assert source.count("# %%") >= 10 and "jax.value_and_grad" in source and ".fit(" not in source
     r = run_script("tutorial.py", "--epochs", "30")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "264 pairs" in r.stdout and "8 leaves, 0 failed" in r.stdout
-    assert "Epoch 1/30" in r.stdout and "Epoch 30/30" in r.stdout
+    epochs = {int(l.split()[1].split("/")[0]): l for l in r.stdout.splitlines() if l.startswith("Epoch ")}
+    assert set(epochs) >= {1, 30} and all(l.startswith(f"Epoch {e}/30 ") for e, l in epochs.items())
+
+    def metric(line, name):
+        return float(line.split(f" {name}: ")[1].split()[0])
+
+    assert metric(epochs[1], "loss") > 2.0 and metric(epochs[1], "val_accuracy") < 0.5
+    assert metric(epochs[30], "loss") < 0.25 and metric(epochs[30], "val_accuracy") > 0.9
     assert r.stdout.count("(reference: ") + r.stdout.count("  = ") == 16 and "held-out pairs" in r.stdout
+    assert "/211 training and " in r.stdout and "/53 held-out pairs exact" in r.stdout
 
 
 def test_gradcheck_demo_agrees_at_every_step():

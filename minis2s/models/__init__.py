@@ -15,11 +15,12 @@ import jax.numpy as jnp
 
 from .. import cells
 from ..cells import Cell
-from . import seed
+from . import bahdanau, seed
 from .base import Batch, Memory, Model, ModelConfig, Params, State, dense_softmax, init_dense
 
 MODELS: dict[str, Callable[[ModelConfig, Cell], Model]] = {
     "seed": seed.build,
+    "bahdanau": bahdanau.build,
 }
 
 

@@ -1,0 +1,84 @@
+"""Additive (Bahdanau) attention: score, masked softmax and context, as pure functions.
+
+For one decoder query ``s`` (the previous decoder state) and the encoder outputs
+``h_1 .. h_T``::
+
+    q      = s W_q                              (B, A)      query projection
+    k_j    = h_j W_k                            (B, T, A)   key projections, computed once
+    e_j    = v^T tanh(q + k_j)                  (B, T)      additive score
+    a      = masked_softmax(e, mask)            (B, T)      a_j = 0 exactly where mask_j is False
+    c      = sum_j a_j h_j                      (B, H)      context
+
+``v`` is Keras ``AdditiveAttention``'s ``scale`` weight: Keras computes
+``sum(scale * tanh(q + k), axis=-1)``, which is ``v^T tanh(q + k)``. ``W_q`` and ``W_k``
+are two bias-free ``Dense`` kernels (a bias in each would only add ``b_q + b_k`` inside
+the ``tanh``; Bahdanau et al. and d2l leave them out).
+
+Parameters (Keras names; ``A`` = attention units)::
+
+    {"query": {"kernel" (H_dec, A)}, "key": {"kernel" (H_enc, A)}, "attention": {"scale" (A,)}}
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from .lstm import glorot_uniform
+
+Params = dict[str, dict[str, jax.Array]]
+
+
+def init_additive(key: jax.Array, query_dim: int, key_dim: int, units: int, dtype=jnp.float32) -> Params:
+    """Keras initialisers: glorot-uniform ``W_q``, ``W_k``, and ``v`` (``scale``), whose
+    glorot limit for a 1-D shape ``(A,)`` is ``sqrt(6 / (A + A))`` (Keras takes
+    ``fan_in = fan_out = A``)."""
+    k_q, k_k, k_v = jax.random.split(key, 3)
+    limit = jnp.sqrt(3.0 / units)
+    return {
+        "query": {"kernel": glorot_uniform(k_q, (query_dim, units), dtype)},
+        "key": {"kernel": glorot_uniform(k_k, (key_dim, units), dtype)},
+        "attention": {"scale": jax.random.uniform(k_v, (units,), dtype, -limit, limit)},
+    }
+
+
+def length_mask(lengths: jax.Array, width: int) -> jax.Array:
+    """``(B, T)`` bool: ``mask[b, j] = j < lengths[b]`` (True on real characters)."""
+    return jnp.arange(width)[None, :] < lengths[:, None]
+
+
+def additive_scores(query: jax.Array, keys: jax.Array, scale: jax.Array) -> jax.Array:
+    """``e_j = v^T tanh(q + k_j)``: query ``(B, A)``, keys ``(B, T, A)``, ``v`` ``(A,)`` -> ``(B, T)``."""
+    return jnp.tanh(query[:, None, :] + keys) @ scale  # (B, T)
+
+
+def masked_softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
+    """Softmax over the last axis where ``mask`` is True; exactly 0 where it is False.
+
+    .. math::  a_j = \\frac{[m_j]\\, e^{e_j - M}}{\\sum_i [m_i]\\, e^{e_i - M}},\\qquad M = \\max_{i: m_i} e_i
+
+    Masked scores become ``-inf`` before the exponential, so they get weight 0 and no
+    gradient (no ``0 * inf``). A row with no True entry gets all-zero weights (a context
+    of 0), not NaN.
+    """
+    masked = jnp.where(mask, scores, -jnp.inf)  # (B, T)
+    top = jnp.max(masked, axis=-1, keepdims=True)
+    top = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0.0))  # any shift gives the same softmax
+    ex = jnp.exp(masked - top)  # exactly 0 where masked
+    total = jnp.sum(ex, axis=-1, keepdims=True)
+    return ex / jnp.where(total > 0, total, 1.0)
+
+
+def context(weights: jax.Array, values: jax.Array) -> jax.Array:
+    """``c = sum_j a_j h_j``: weights ``(B, T)``, values ``(B, T, H)`` -> ``(B, H)``."""
+    return jnp.einsum("bt,bth->bh", weights, values)
+
+
+def attend(params: Params, query_state: jax.Array, keys: jax.Array, values: jax.Array, mask: jax.Array):
+    """One query against the encoder outputs: ``(context (B, H), weights (B, T))``.
+
+    ``keys = values @ W_k`` is precomputed by the caller (once per sentence, not per step).
+    """
+    q = query_state @ params["query"]["kernel"]  # (B, A)
+    a = masked_softmax(additive_scores(q, keys, params["attention"]["scale"]), mask)  # (B, T)
+    return context(a, values), a
