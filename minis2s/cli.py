@@ -133,6 +133,8 @@ def add_train(sub) -> None:
     p.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
                    help="write a checkpoint every N epochs (default 1); the best and the last epoch are always written")
     p.add_argument("--show", type=int, default=5, help="decode this many training sentences at the end")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar within epochs, only the epoch lines (the default when stdout is not a terminal)")
     # scaling: devices, several hosts, buckets, masked loss (docs/scaling.md)
     s = p.add_argument_group("scaling (docs/scaling.md)")
     s.add_argument("--devices", type=_positive_int, default=None,
@@ -301,16 +303,22 @@ def _train_and_report(args, config, ds, path, out, state, options, mesh, writer)
     from . import models, parallel
     from .bucketing import encoder_pad_width
     from .decode import greedy_reference
+    from .progress import ProgressBar
     from .train import fit, model_config
 
     _describe(ds)
     extra = {"data": {"path": str(Path(path).resolve())}, "options": options}
     print(parallel.describe(mesh, config.batch_size), flush=True)
-    params, history = fit(
-        config, ds, log=lambda line: print(line, flush=True), out=out if writer else None, state=state,
-        patience=options["patience"], checkpoint_every=options["checkpoint_every"], checkpoint_extra=extra,
-        mesh=mesh,
-    )
+    bar = ProgressBar(sys.stdout) if writer and not args.quiet and sys.stdout.isatty() else None
+    try:
+        params, history = fit(
+            config, ds, log=bar.log if bar else lambda line: print(line, flush=True), out=out if writer else None,
+            state=state, patience=options["patience"], checkpoint_every=options["checkpoint_every"],
+            checkpoint_extra=extra, mesh=mesh, progress=bar,
+        )
+    finally:
+        if bar:  # an error or Ctrl-C mid-epoch: its message goes below the bar
+            bar.close()
     params = parallel.to_host(params)  # replicated arrays -> this process's copy
     model = models.build(model_config(config, ds))
     if not writer:

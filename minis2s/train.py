@@ -36,6 +36,7 @@ from .config import HISTORY_KEYS, Config, make_optimizer, model_config
 from .data import Dataset
 from .model import make_apply
 from .models import ModelConfig, Params
+from .progress import Progress
 from .run import TrainState, data_fingerprint, initial_state, load_state, save_state
 
 Batch = dict[str, jax.Array]
@@ -103,12 +104,15 @@ def make_train_epoch(
 ):
     """Many training steps in one call, as Keras' ``steps_per_execution`` does.
 
-    ``train_epoch(params, opt_state, data, index, weight) -> (params, opt_state, totals, step_losses)``:
+    ``train_epoch(params, opt_state, data, index, weight, step_extras=None, totals=None) -> (params, opt_state, totals, step_losses)``:
     ``data`` holds the device-resident ``encoder_tokens, decoder_tokens, target_tokens``
     ``(N, T)`` and ``encoder_lengths (N,)`` arrays (:func:`device_data`), ``index`` ``(S, B)`` the rows of each of the ``S`` batches and
     ``weight`` ``(S, B)`` their weights (0 for padding rows). A ``lax.scan`` runs the same
     update as :func:`make_train_step` once per batch, in order; ``totals`` are the metric
-    sums, added batch after batch in the same order as the per-step loop would;
+    sums, added batch after batch in the same order as the per-step loop would, starting from
+    the given ``totals`` (zeros by default): so an epoch run as several calls over consecutive
+    slices of ``index, weight``, each passing on the ``totals`` of the one before, gives the same
+    numbers bit for bit as one call (``fit`` does that to report progress);
     ``step_losses`` ``(S,)`` each batch's loss sum, so a non-finite loss can be traced to its step.
     ``step_extras`` (optional): a dict of ``(S, ...)`` arrays, row ``s`` added to batch ``s``
     (scheduled sampling's key and ratio).
@@ -118,7 +122,7 @@ def make_train_epoch(
     """
     step = _step(optimizer, _resolve_apply(apply_fn, grad))
 
-    def train_epoch(params, opt_state, data, index, weight, step_extras=None):
+    def train_epoch(params, opt_state, data, index, weight, step_extras=None, totals=None):
         def body(carry, xs):
             params, opt_state, totals = carry
             idx, w, extra = xs  # (B,), (B,), {name: (...)}
@@ -129,8 +133,9 @@ def make_train_epoch(
             totals = jax.tree.map(jnp.add, totals, metrics)
             return (params, opt_state, totals), metrics["loss_sum"]
 
-        zero = jnp.zeros((), weight.dtype)
-        totals = {"loss_sum": zero, "correct_sum": zero, "count": zero}
+        if totals is None:
+            zero = jnp.zeros((), weight.dtype)
+            totals = {"loss_sum": zero, "correct_sum": zero, "count": zero}
         xs = (index, weight, step_extras or {})
         (params, opt_state, totals), step_losses = jax.lax.scan(body, (params, opt_state, totals), xs)
         return params, opt_state, totals, step_losses
@@ -294,14 +299,32 @@ def _check_fit(config: Config, n: int, patience: int | None, checkpoint_every: i
     return split_at
 
 
+#: With a progress callback, the one-call epoch runs as at most this many calls (chunks of
+#: consecutive steps, same numbers bit for bit): the bar moves at least every 1% of an epoch.
+PROGRESS_CHUNKS = 100
+
+
+def _chunks(steps: int, most: int | None = None) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]``: ``steps`` cut into at most ``most`` (default
+    :data:`PROGRESS_CHUNKS`) slices of equal length (the last may be shorter), so an epoch
+    compiles at most two chunk shapes."""
+    size = -(-steps // (most or PROGRESS_CHUNKS))
+    return [(start, min(start + size, steps)) for start in range(0, steps, size)]
+
+
 def _epoch_runner(config: Config, data: Dataset, mesh, train_step, train_epoch):
-    """``(run_epoch, batches)``: ``run_epoch(params, opt_state, perm) -> (params, opt_state,
-    totals, step_losses)`` trains one pass over the rows ``perm``; ``batches(indices)`` makes
-    the (sharded) batches of any rows, as training sees them.
+    """``(run_epoch, batches)``: ``run_epoch(params, opt_state, perm, progress) -> (params,
+    opt_state, totals, step_losses)`` trains one pass over the rows ``perm``; ``batches(indices)``
+    makes the (sharded) batches of any rows, as training sees them.
 
     The seed's fixed-shape batches on one device run as one jitted call per epoch (data on
     the device); length buckets (shapes vary) and several devices go batch by batch through
     the same update step (minis2s/parallel.py, minis2s/bucketing.py).
+
+    ``progress`` (:data:`minis2s.progress.Progress`, or ``None``) is told ``(0, steps, None)``
+    at the start and ``(done, steps, totals)`` as steps finish: per batch when going batch by
+    batch; the one-call epoch then runs in :data:`PROGRESS_CHUNKS` calls at most. Either way
+    the next call is queued before the previous one is waited for, so the device never idles.
     """
     rows = parallel.padded_batch_size(config.batch_size, mesh)
     batcher = Batcher(data, config.batch_size, rows, bucket=config.bucket, mask_padding=config.mask_padding)
@@ -312,28 +335,65 @@ def _epoch_runner(config: Config, data: Dataset, mesh, train_step, train_epoch):
     if not (config.bucket or config.mask_padding) and mesh.size == 1:
         on_device = device_data(data)
 
-        def run_whole_epoch(params, opt_state, perm, extras=None):
+        def run_whole_epoch(params, opt_state, perm, extras=None, progress=None):
             index, weight = batch_plan(perm, config.batch_size)
-            # step_losses (S,): each step's loss sum, checked once per epoch (no sync per step)
-            if extras is None:
-                return train_epoch(params, opt_state, on_device, index, weight)
-            return train_epoch(params, opt_state, on_device, index, weight, extras(len(index)))
+            per_step = extras(len(index)) if extras is not None else None
+            if progress is None:
+                # step_losses (S,): each step's loss sum, checked once per epoch (no sync per step)
+                if per_step is None:
+                    return train_epoch(params, opt_state, on_device, index, weight)
+                return train_epoch(params, opt_state, on_device, index, weight, per_step)
+            totals, step_losses, report = None, [], _Reporter(progress, len(index))
+            for start, stop in _chunks(len(index)):
+                chunk_extras = None if per_step is None else {k: v[start:stop] for k, v in per_step.items()}
+                params, opt_state, totals, losses = train_epoch(
+                    params, opt_state, on_device, index[start:stop], weight[start:stop], chunk_extras, totals
+                )
+                step_losses.append(losses)
+                report(stop, totals)
+            return params, opt_state, report.done(), jnp.concatenate(step_losses)
 
         return run_whole_epoch, sharded_batches
 
-    def run_batch_by_batch(params, opt_state, perm, extras=None):
+    def run_batch_by_batch(params, opt_state, perm, extras=None, progress=None):
         totals, step_losses = None, []
         batches = list(sharded_batches(perm))
         per_step = extras(len(batches)) if extras is not None else None
+        report = _Reporter(progress, len(batches)) if progress is not None else None
         for s, batch in enumerate(batches):
             if per_step is not None:
                 batch = {**batch, **{k: v[s] for k, v in per_step.items()}}
             params, opt_state, metrics = train_step(params, opt_state, batch)
             totals = _accumulate(totals, metrics)
             step_losses.append(metrics["loss_sum"])
+            if report is not None:
+                report(len(step_losses), totals)
+        if report is not None:
+            report.done()
         return params, opt_state, totals, step_losses
 
     return run_batch_by_batch, sharded_batches
+
+
+class _Reporter:
+    """Passes ``(done, steps, totals)`` on to ``progress`` one call late: the totals of a call
+    are reported (and waited for) only after the next call is queued."""
+
+    def __init__(self, progress, steps: int) -> None:
+        self.progress, self.steps, self.pending = progress, steps, None
+        progress(0, steps, None)
+
+    def __call__(self, done: int, totals: dict) -> None:
+        if self.pending is not None:
+            jax.block_until_ready(self.pending[1])  # keeps the bar in step with the device
+            self.progress(self.pending[0], self.steps, self.pending[1])
+        self.pending = (done, totals)
+
+    def done(self) -> dict:
+        """Report the last call; return its totals."""
+        done, totals = self.pending
+        self.progress(done, self.steps, totals)
+        return totals
 
 
 def _advance(state: TrainState, params, opt_state, logs: dict[str, float], seconds: float) -> TrainState:
@@ -394,6 +454,7 @@ def fit(
     checkpoint_every: int = 1,
     checkpoint_extra: dict | None = None,
     mesh: jax.sharding.Mesh | None = None,
+    progress: Progress | None = None,
 ) -> tuple[Params, dict[str, list[float]]]:
     """Train as the seed's ``model.fit`` does; return final parameters and the history.
 
@@ -412,6 +473,8 @@ def fit(
             result is identical to a run that was never interrupted.
         patience: stop when ``val_loss`` has not decreased for this many epochs in a row
             (Keras ``EarlyStopping(monitor="val_loss", patience=...)``).
+        progress: told how far each epoch's training has got (:data:`minis2s.progress.Progress`;
+            a :class:`minis2s.progress.ProgressBar` draws it); the numbers do not depend on it.
     Raises:
         NonFiniteLoss: the training or validation loss became NaN or infinite; nothing of
             that epoch is saved.
@@ -432,7 +495,7 @@ def fit(
         t0 = time.perf_counter()
         perm = np.asarray(jax.random.permutation(jax.random.fold_in(state.shuffle_key, epoch), split_at))
         coins = _coin_extras(config, state.shuffle_key, epoch)  # None: teacher forcing, the seed
-        params, opt_state, totals, step_losses = run_epoch(params, opt_state, perm, coins)
+        params, opt_state, totals, step_losses = run_epoch(params, opt_state, perm, coins, progress)
         logs = _summarise(totals)
         steps = len(step_losses)
         if not math.isfinite(logs["loss"]):

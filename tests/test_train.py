@@ -97,6 +97,7 @@ def test_cli_one_epoch_writes_history_and_a_checkpoint_that_loads_back(tmp_path,
                 "--batch-size", "32", "--out", str(out), "--show", "2")
     assert r.returncode == 0, r.stderr
     assert "Epoch 1/1 - " in r.stdout and "val_accuracy: " in r.stdout
+    assert "\r" not in r.stdout and "ETA" not in r.stdout  # not a terminal: epoch lines, no bar
     assert "Input sentence: Go." in r.stdout
     history = json.loads((out / "history.json").read_text())
     assert set(history) >= {"loss", "accuracy", "val_loss", "val_accuracy"} and len(history["loss"]) == 1
