@@ -24,6 +24,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from .attention import context, masked_softmax
 from .lstm import glorot_uniform
 
 Params = dict[str, dict[str, jax.Array]]
@@ -42,36 +43,9 @@ def init_additive(key: jax.Array, query_dim: int, key_dim: int, units: int, dtyp
     }
 
 
-def length_mask(lengths: jax.Array, width: int) -> jax.Array:
-    """``(B, T)`` bool: ``mask[b, j] = j < lengths[b]`` (True on real characters)."""
-    return jnp.arange(width)[None, :] < lengths[:, None]
-
-
 def additive_scores(query: jax.Array, keys: jax.Array, scale: jax.Array) -> jax.Array:
     """``e_j = v^T tanh(q + k_j)``: query ``(B, A)``, keys ``(B, T, A)``, ``v`` ``(A,)`` -> ``(B, T)``."""
     return jnp.tanh(query[:, None, :] + keys) @ scale  # (B, T)
-
-
-def masked_softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
-    """Softmax over the last axis where ``mask`` is True; exactly 0 where it is False.
-
-    .. math::  a_j = \\frac{[m_j]\\, e^{e_j - M}}{\\sum_i [m_i]\\, e^{e_i - M}},\\qquad M = \\max_{i: m_i} e_i
-
-    Masked scores become ``-inf`` before the exponential, so they get weight 0 and no
-    gradient (no ``0 * inf``). A row with no True entry gets all-zero weights (a context
-    of 0), not NaN.
-    """
-    masked = jnp.where(mask, scores, -jnp.inf)  # (B, T)
-    top = jnp.max(masked, axis=-1, keepdims=True)
-    top = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0.0))  # any shift gives the same softmax
-    ex = jnp.exp(masked - top)  # exactly 0 where masked
-    total = jnp.sum(ex, axis=-1, keepdims=True)
-    return ex / jnp.where(total > 0, total, 1.0)
-
-
-def context(weights: jax.Array, values: jax.Array) -> jax.Array:
-    """``c = sum_j a_j h_j``: weights ``(B, T)``, values ``(B, T, H)`` -> ``(B, H)``."""
-    return jnp.einsum("bt,bth->bh", weights, values)
 
 
 def attend(params: Params, query_state: jax.Array, keys: jax.Array, values: jax.Array, mask: jax.Array):

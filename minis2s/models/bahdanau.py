@@ -46,7 +46,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from .. import additive, lstm
+from .. import additive, attention, lstm
 from ..cells import Cell
 from .base import Batch, Memory, Model, ModelConfig, Params, State, dense_softmax, init_dense
 
@@ -95,19 +95,8 @@ def encode(params: Params, encoder_tokens: jax.Array, encoder_lengths: jax.Array
 
     Returns ``({"values": hs (B, Te, H), "keys": hs W_k (B, Te, A), "mask": (B, Te) bool}, state)``.
     """
-    enc = params["encoder"]
-    batch, width = encoder_tokens.shape[:2]
-    mask = additive.length_mask(encoder_lengths, width)  # (B, Te)
-
-    def step(state, inputs):
-        x_t, real_t = inputs  # (B,), (B,)
-        new = cell.step(enc, x_t, state)
-        state = tuple(jnp.where(real_t[:, None], n, s) for n, s in zip(new, state))
-        return state, state[0]
-
-    xs = jnp.swapaxes(encoder_tokens, 0, 1)  # (Te, B) (or (Te, B, V_in) one-hot floats)
-    state, hs = jax.lax.scan(step, cell.zero_state(enc, batch), (xs, mask.T))
-    hs = jnp.swapaxes(hs, 0, 1)  # (B, Te, H)
+    mask = attention.length_mask(encoder_lengths, encoder_tokens.shape[1])  # (B, Te)
+    hs, state = attention.masked_encoder(cell, params["encoder"], encoder_tokens, mask)  # (B, Te, H)
     keys = hs @ params["key"]["kernel"]  # (B, Te, A): W_k h_j, once per sentence
     memory = {"values": hs, "keys": keys, "mask": mask}
     if cell.name in CORES:
@@ -143,7 +132,7 @@ def projected_step(params: Params, memory: Memory, zx_token: jax.Array, state: S
     Returns ``(state s_t, weights a_t (B, Te))``.
     """
     q = state[0] @ params["query"]["kernel"]  # (B, A)
-    a = additive.masked_softmax(additive.additive_scores(q, memory["keys"], params["attention"]["scale"]), memory["mask"])
+    a = attention.masked_softmax(additive.additive_scores(q, memory["keys"], params["attention"]["scale"]), memory["mask"])
     zx = zx_token + jnp.einsum("bj,bjg->bg", a, memory["projected"])  # (B, G)
     return core(params["decoder"], zx, state), a
 
@@ -203,7 +192,7 @@ def decode_step(params: Params, memory: Memory, token: jax.Array, state: State, 
     core = CORES.get(cell.name)
     if core is not None:
         state, a = projected_step(params, memory, token_rows(params, token), state, core)
-        c = additive.context(a, memory["values"]) if head == "state+context" else None
+        c = attention.context(a, memory["values"]) if head == "state+context" else None
     else:
         state, c, a = recurrent_step(params, memory, token, state, cell)
     return dense_softmax(params["dense"], head_features(state[0], c, head)), state, {"attention": a}
