@@ -3,20 +3,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 
-from minis2s import checkpoint, cli
-
-
-def run(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = cli.main(argv)
-        except SystemExit as e:
-            rc = e.code
-    return rc, out.getvalue(), err.getvalue()
+from minis2s import checkpoint
+from tests._cli import run
 
 
 def test_train_resume_translate_evaluate(tmp_path, two_column_file):

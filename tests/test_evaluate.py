@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import re
 
 import pytest
@@ -12,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests._tiny_model import save_tiny_checkpoint, tiny_model
-from minis2s import cli, decode, metrics
+from minis2s import decode, metrics
 from minis2s.data import DEMO_PATH
 from tests.conftest import require_module
+from tests._cli import run
 
 
 # --------------------------------------------------------------------------- metrics
@@ -76,16 +75,6 @@ def test_chrf_equals_sacrebleu_on_random_corpora(sacrebleu, pairs):
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     return str(save_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt"))
-
-
-def run(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = cli.main(argv)
-        except SystemExit as e:
-            rc = e.code
-    return rc, out.getvalue(), err.getvalue()
 
 
 def read_tsv(path):

@@ -3,16 +3,15 @@ tempered softmax, temperature 0 is greedy, a seed reproduces the samples."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from minis2s import checkpoint, cli, data, decode, models, train
+from minis2s import checkpoint, data, decode, models, train
 from minis2s.models import ModelConfig
+from tests._cli import run
 
 
 def tempered(p: np.ndarray, t: float) -> np.ndarray:
@@ -130,16 +129,6 @@ def gru_ckpt(tmp_path_factory):
     params = models.build(train.model_config(config, ds)).init(jax.random.PRNGKey(0))
     params["dense"]["kernel"] = 4.0 * params["dense"]["kernel"]
     return str(checkpoint.save_trained(tmp_path_factory.mktemp("gru") / "ckpt", params, config, ds))
-
-
-def run(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = cli.main(argv)
-        except SystemExit as e:
-            rc = e.code
-    return rc, out.getvalue(), err.getvalue()
 
 
 def test_translate_sample_cli(gru_ckpt):

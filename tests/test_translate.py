@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import sys
 
 import numpy as np
 import pytest
@@ -14,10 +11,11 @@ from hypothesis import strategies as st
 from tests._decode_reference import beam_with_greedy_reference
 from tests._tiny_model import save_tiny_checkpoint, tiny_model
 from tests.conftest import run_cli
-from minis2s import checkpoint, cli, decode
+from minis2s import checkpoint, decode
 from minis2s.model import ModelConfig, init_params
 
 import jax
+from tests._cli import run
 
 
 @pytest.fixture(scope="module")
@@ -28,23 +26,6 @@ def ckpt(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(ckpt):
     return checkpoint.load_trained(ckpt)
-
-
-def run(argv, stdin: bytes | None = None):
-    """``cli.main(argv)`` in-process: ``(rc, stdout, stderr)``."""
-    out, err = io.StringIO(), io.StringIO()
-    old_stdin = sys.stdin
-    if stdin is not None:
-        sys.stdin = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                rc = cli.main(argv)
-            except SystemExit as e:  # argparse's usage errors
-                rc = e.code
-    finally:
-        sys.stdin = old_stdin
-    return rc, out.getvalue(), err.getvalue()
 
 
 def seed_loop(trained, text: str) -> str:
