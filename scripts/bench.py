@@ -365,6 +365,15 @@ class TorchBahdanauWorker(TorchWorker):
     loss and optimizer as minis2s' ``bahdanau``. (minis2s' encoder also stops at each
     sentence's length; the tutorial's reads the padding: a little less work here.)"""
 
+    def __init__(self, args, ds, cell: str = "lstm"):
+        import torch
+        from torch import nn
+
+        err = self.check_against_minis2s(nn, torch)
+        if not err < 1e-5:
+            raise SystemExit(f"torch-bahdanau differs from minis2s' bahdanau by {err:.1e} on the same weights; not timing it")
+        super().__init__(args, ds, cell)
+
     @staticmethod
     def build_model(nn, torch, h, v_in, v_out):
         class Bahdanau(nn.Module):
@@ -392,6 +401,48 @@ class TorchBahdanauWorker(TorchWorker):
                 return torch.softmax(self.dense(torch.stack(outputs, dim=1)), dim=-1)
 
         return Bahdanau()
+
+    @classmethod
+    def check_against_minis2s(cls, nn, torch) -> float:
+        """Load minis2s' ``bahdanau`` weights into this model and compare the probabilities on a
+        small random batch (full-length sentences: the tutorial's encoder reads padding,
+        minis2s' stops at each length). Returns the largest absolute difference; the benchmark
+        refuses to time a model that computes something else."""
+        import jax
+        import numpy as np
+
+        from minis2s import models
+
+        v_in, v_out, h, batch, t_enc, t_dec = 7, 9, 6, 3, 5, 4
+        model = models.build(models.ModelConfig(v_in, v_out, h, "bahdanau"))
+        params = model.init(jax.random.PRNGKey(0))
+        p = jax.tree.map(np.asarray, params)
+        net = cls.build_model(nn, torch, h, v_in, v_out)
+        t = lambda a: torch.tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
+        with torch.no_grad():
+            # Keras kernels are (in, out) with gates i, f, c, o; torch's weights are (out, in), same gate order
+            for layer, name in ((net.encoder, "encoder"),):
+                layer.weight_ih_l0.copy_(t(p[name]["kernel"].T))
+                layer.weight_hh_l0.copy_(t(p[name]["recurrent_kernel"].T))
+                layer.bias_ih_l0.copy_(t(p[name]["bias"]))
+                layer.bias_hh_l0.zero_()
+            net.cell.weight_ih.copy_(t(p["decoder"]["kernel"].T))
+            net.cell.weight_hh.copy_(t(p["decoder"]["recurrent_kernel"].T))
+            net.cell.bias_ih.copy_(t(p["decoder"]["bias"]))
+            net.cell.bias_hh.zero_()
+            net.w_q.weight.copy_(t(p["query"]["kernel"].T))
+            net.w_k.weight.copy_(t(p["key"]["kernel"].T))
+            net.v.weight.copy_(t(p["attention"]["scale"][None]))
+            net.dense.weight.copy_(t(p["dense"]["kernel"].T))
+            net.dense.bias.copy_(t(p["dense"]["bias"]))
+        rng = np.random.default_rng(0)
+        enc = rng.integers(0, v_in, (batch, t_enc)).astype(np.int32)
+        dec = rng.integers(0, v_out, (batch, t_dec)).astype(np.int32)
+        lengths = np.full(batch, t_enc, np.int32)
+        ours = np.asarray(model.apply(params, {"encoder_tokens": enc, "encoder_lengths": lengths, "decoder_tokens": dec}))
+        with torch.no_grad():
+            theirs = net(t(np.eye(v_in)[enc]), t(np.eye(v_out)[dec]), torch.tensor(lengths, dtype=torch.int64)).numpy()
+        return float(np.max(np.abs(theirs - ours)))
 
 
 class PeakWorker:

@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 
 os.environ["KERAS_BACKEND"] = "jax"  # before Keras is first imported
-keras = pytest.importorskip("keras")
+from tests.conftest import missing, require_module  # noqa: E402
+
+keras = require_module("keras")  # skips the module locally without Keras, fails in CI
 if keras.backend.backend() != "jax":
-    pytest.skip(f"Keras was already imported with the {keras.backend.backend()} backend", allow_module_level=True)
+    missing(f"Keras was already imported with the {keras.backend.backend()} backend")
 
 import jax  # noqa: E402
 
