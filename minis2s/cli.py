@@ -100,7 +100,7 @@ def add_train(sub) -> None:
     d = Config()
     p = sub.add_parser(
         "train",
-        help="train the seed model (Keras example recipe)",
+        help="train a model (default: the seed, with the Keras example recipe)",
         description="Train the seed model. Every epoch (see --checkpoint-every) writes OUT/epoch-NNNN with "
         "the optimizer and RNG state; --resume OUT continues exactly where the run stopped.",
     )
