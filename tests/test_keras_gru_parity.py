@@ -27,7 +27,7 @@ if keras.backend.backend() != "jax":
 import jax  # noqa: E402
 
 from minis2s import losses, models, train  # noqa: E402
-from minis2s.convert import ConversionError, cell_of, find_keras_layers, from_keras, keras_seed_model, to_keras  # noqa: E402
+from minis2s.convert import ConversionError, cell_of, find_keras_layers, from_keras, keras_seed_model  # noqa: E402
 from minis2s.data import DEMO_PATH, load_dataset, one_hot  # noqa: E402
 from tests import reference as ref  # noqa: E402
 
@@ -87,12 +87,7 @@ def batch(ds):
     }
 
 
-def load_into_keras(m, params) -> None:
-    """Set the Keras weights to ``params`` and start RMSprop afresh (zero velocities)."""
-    to_keras(params, m)
-    for v in m.optimizer.variables:
-        if v.path.endswith("_velocity") or v.path.endswith("/iteration"):
-            v.assign(np.zeros(v.shape, v.dtype))
+from tests._keras_oracle import keras_gradients, load_into_keras  # noqa: E402 (after Keras)
 
 
 def test_keras_model_is_the_gru_seed(keras_model):
@@ -115,24 +110,6 @@ def test_probabilities_loss_and_accuracy_match(keras_model, params0, batch, conf
     _, metrics = train.loss_fn(params0, batch["ours"], models.build(config).apply)
     assert abs(float(metrics["loss_sum"] / metrics["count"]) - k_loss) / k_loss < REL
     assert float(metrics["correct_sum"] / metrics["count"]) == pytest.approx(k_acc, abs=1e-6)
-
-
-def keras_gradients(m, x, y) -> tuple[float, dict]:
-    layers = find_keras_layers(m)
-    key_of = {id(v): (role, v.name) for role, layer in layers.items() for v in layer.trainable_weights}
-    trainable = [v.value for v in m.trainable_variables]
-    non_trainable = [v.value for v in m.non_trainable_variables]
-
-    def loss(values):
-        y_pred, _ = m.stateless_call(values, non_trainable, x, training=True)
-        return keras.ops.mean(keras.losses.categorical_crossentropy(y, y_pred))
-
-    value, grads = jax.jit(jax.value_and_grad(loss))(trainable)
-    out: dict = {}
-    for v, g in zip(m.trainable_variables, grads):
-        role, name = key_of[id(v)]
-        out.setdefault(role, {})[name] = np.asarray(g)
-    return float(value), out
 
 
 @pytest.mark.parametrize("grad", ["bptt", "autodiff"])

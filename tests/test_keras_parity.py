@@ -29,11 +29,10 @@ if keras.backend.backend() != "jax":
     missing(f"Keras was already imported with the {keras.backend.backend()} backend")
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 
 from minis2s import losses, lstm, model, train  # noqa: E402
 from minis2s.convert import (  # noqa: E402
-    LAYERS, ConversionError, find_keras_layers, from_keras, keras_seed_model, to_keras,
+    LAYERS, ConversionError, find_keras_layers, from_keras, keras_seed_model,
 )
 from minis2s.data import DEMO_PATH, load_dataset, one_hot  # noqa: E402
 
@@ -127,31 +126,7 @@ def batch(ds):
     }
 
 
-def load_into_keras(m, params) -> None:
-    """Set the Keras weights to ``params`` and start RMSprop afresh (zero velocities)."""
-    to_keras(params, m)
-    for v in m.optimizer.variables:
-        if v.path.endswith("_velocity") or v.path.endswith("/iteration"):
-            v.assign(np.zeros(v.shape, v.dtype))
-
-
-def keras_gradients(m, x, y) -> tuple[float, dict]:
-    """Keras' loss and ``d loss / d weight`` for every trainable variable, keyed like our params."""
-    layers = find_keras_layers(m)
-    key_of = {id(v): (role, v.name) for role, layer in layers.items() for v in layer.trainable_weights}
-    trainable = [v.value for v in m.trainable_variables]
-    non_trainable = [v.value for v in m.non_trainable_variables]
-
-    def loss(values):
-        y_pred, _ = m.stateless_call(values, non_trainable, x, training=True)
-        return keras.ops.mean(keras.losses.categorical_crossentropy(y, y_pred))
-
-    value, grads = jax.jit(jax.value_and_grad(loss))(trainable)
-    out: dict = {}
-    for v, g in zip(m.trainable_variables, grads):
-        role, name = key_of[id(v)]
-        out.setdefault(role, {})[name] = np.asarray(g)
-    return float(value), out
+from tests._keras_oracle import keras_gradients, load_into_keras  # noqa: E402 (after Keras)
 
 
 def onehot_loss(params, b):
