@@ -9,7 +9,10 @@ on the validation sentences, as ``minis2s evaluate`` scores them.
     python scripts/compare_models.py --data ../shared/data/fra-eng/fra.txt --epochs 20 \\
         --run seed --run luong:model=luong --run bahdanau:model=bahdanau --out runs/compare
 
-Prints a markdown table and writes ``OUT/results.json``.
+Prints a markdown table and writes ``OUT/results.json``. With ``--score-every K`` each run
+also stops every K epochs to score its latest checkpoint greedily (the learning curve in chrF,
+``OUT/curves.json``); resuming makes the segments one uninterrupted run. ``--beam 0`` skips
+beam search (slow on large validation splits).
 """
 
 from __future__ import annotations
@@ -54,41 +57,61 @@ def score_split(trained, inputs: list[str], references: list[str], beam: int) ->
     return {"exact_match": s["exact_match"], "chrf": 100 * s["chrf"]}
 
 
+def validation_texts(ds, config: Config, limit: int | None) -> tuple[list[str], list[str]]:
+    """The validation inputs and their references without the start and end markers."""
+    split_at = train.split_train_val(len(ds), config.validation_split)
+    hi = len(ds) if limit is None else min(len(ds), split_at + limit)
+    refs = [t.removeprefix(data.START).removesuffix(data.END) for t in ds.target_texts[split_at:hi]]
+    return ds.input_texts[split_at:hi], refs
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
     p.add_argument("--num-samples", default="10000", help="a count or 'all' (default 10000)")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--patience", type=int, default=10)
-    p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--beam", type=int, default=4, help="beam width for the second score; 0 skips it")
+    p.add_argument("--score-every", type=int, default=None, metavar="K",
+                   help="also score the latest checkpoint greedily every K epochs (OUT/curves.json)")
     p.add_argument("--limit", type=int, default=None, help="score at most this many validation sentences")
     p.add_argument("--run", action="append", required=True, metavar="NAME[:field=value,...]")
     p.add_argument("--out", default="runs/compare")
     args = p.parse_args()
     num_samples = None if args.num_samples == "all" else int(args.num_samples)
 
-    rows = []
+    rows, curves = [], {}
     for spec in args.run:
         name, overrides = parse_run(spec)
         config = Config(**{"num_samples": num_samples, "epochs": args.epochs, **overrides})
         ds = data.load_dataset(args.data, config.num_samples)
+        inputs, refs = validation_texts(ds, config, args.limit)
         out = Path(args.out) / name
         state = None
         if checkpoint.list_checkpoints(out):
             _, state, _ = train.load_state(out, ds)
         print(f"== {name}: {overrides or 'the seed recipe'}", flush=True)
-        if state is None or state.epoch < config.epochs:
-            train.fit(config, ds, log=lambda line: print(f"[{name}] {line}", flush=True), out=out, state=state,
-                      patience=args.patience)
+        if args.score_every and config.teacher_forcing_end is not None:
+            sys.exit(f"--run {spec}: --score-every trains in segments, which would change a schedule "
+                     "that depends on the number of epochs (teacher_forcing_end)")
+        every = args.score_every or config.epochs
+        for target in [*range(every, config.epochs, every), config.epochs]:
+            if state is not None and (state.epoch >= target or state.wait >= args.patience):
+                continue
+            train.fit(dataclasses.replace(config, epochs=target), ds, out=out, state=state,
+                      log=lambda line: print(f"[{name}] {line}", flush=True), patience=args.patience)
+            _, state, _ = train.load_state(out, ds)
+            if args.score_every:
+                latest = checkpoint.load_trained(checkpoint.latest_checkpoint(out))
+                point = {"epoch": state.epoch, "val_loss": state.history["val_loss"][-1],
+                         **score_split(latest, inputs, refs, 1)}
+                curves.setdefault(name, []).append(point)
+                print(f"[{name}] curve {json.dumps(point)}", flush=True)
         _, state, _ = train.load_state(out, ds)
         best = state.best_epoch
         trained = checkpoint.load_trained(out)  # the best checkpoint by val_loss
-        split_at = train.split_train_val(len(ds), config.validation_split)
-        hi = len(ds) if args.limit is None else min(len(ds), split_at + args.limit)
-        inputs = ds.input_texts[split_at:hi]
-        refs = [t.removeprefix(data.START).removesuffix(data.END) for t in ds.target_texts[split_at:hi]]
         greedy = score_split(trained, inputs, refs, 1)
-        beam = score_split(trained, inputs, refs, args.beam)
+        beam = score_split(trained, inputs, refs, args.beam) if args.beam else {"exact_match": float("nan"), "chrf": float("nan")}
         h = state.history
         rows.append({
             "run": name, **overrides, "epochs_run": state.epoch, "best_epoch": best,
@@ -107,6 +130,12 @@ def main() -> None:
               f"{100 * r['beam_exact']:.1f}% / {r['beam_chrf']:.1f} | {r['s_per_epoch']:.1f} |")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
+    if curves:
+        (Path(args.out) / "curves.json").write_text(json.dumps(curves, indent=1) + "\n")
+        print("\n| run | epoch | val_loss | greedy exact | greedy chrF |\n|---|---|---|---|---|")
+        for name, points in curves.items():
+            for q in points:
+                print(f"| {name} | {q['epoch']} | {q['val_loss']:.4f} | {100 * q['exact_match']:.1f}% | {q['chrf']:.1f} |")
 
 
 if __name__ == "__main__":
