@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 
-
-
 from tests.conftest import ROOT
 
 
@@ -30,6 +28,12 @@ def test_attention_targets_line():
     assert bench.attention_targets(results) == [
         "luong epoch / seed epoch: 1.20 (target <= 1.3: met)",
         "PyTorch-tutorial bahdanau epoch / minis2s bahdanau epoch: 2.00 (target >= 3: NOT met)",
+    ]
+    results["torch-bahdanau"] = {"epoch_s_median": 16.0}
+    results["torch-bahdanau-hoisted"] = {"epoch_s_median": 9.0}
+    assert bench.attention_targets(results)[1:] == [
+        "PyTorch-tutorial bahdanau epoch / minis2s bahdanau epoch: 3.20 (target >= 3: met)",
+        "PyTorch bahdanau with the keys projected once / minis2s bahdanau epoch: 1.80 (no target)",
     ]
     assert bench.attention_targets({"minis2s-bptt": {"epoch_s_median": 1.0}}) == []
     assert bench.available("minis2s-bahdanau") and bench.available("minis2s-bptt")
