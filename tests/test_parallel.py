@@ -25,25 +25,25 @@ from minis2s.model import ModelConfig, apply, init_params
 # --------------------------------------------------------------------------- several devices
 
 # Train the same tiny model on 1 device and on 4 (the seed's batches for 2 epochs; buckets,
-# masked loss and a batch of 6 rows, which 4 devices cannot split evenly, for 1 epoch) and
-# print the largest parameter differences as JSON.
+# masked loss and a batch of 6 rows, which 4 devices cannot split evenly, for 1 epoch; each
+# attention model for 1 epoch) and print the largest parameter differences as JSON.
 _EQUIVALENCE = textwrap.dedent(
     """
     import json, sys
     import jax, numpy as np
-    from minis2s import parallel, train
+    from minis2s import models, parallel, train
     from minis2s.data import load_dataset
-    from minis2s.model import init_params
 
     assert jax.local_device_count() == 4, jax.local_devices()
     ds = load_dataset(sys.argv[1], 48)
     out = {}
-    cases = {"plain/8": (8, 2, {}), "bucket_mask/6": (6, 1, {"bucket": True, "mask_padding": True})}
+    cases = {"plain/8": (8, 2, {}), "bucket_mask/6": (6, 1, {"bucket": True, "mask_padding": True}),
+             "luong/8": (8, 1, {"model": "luong"}), "bahdanau/8": (8, 1, {"model": "bahdanau"})}
     for case, (batch_size, epochs, kw) in cases.items():
         cfg = train.Config(batch_size=batch_size, epochs=epochs, latent_dim=8, seed=3, **kw)
         p1, h1 = train.fit(cfg, ds, log=None, mesh=parallel.make_mesh(1))
         p4, h4 = train.fit(cfg, ds, log=None, mesh=parallel.make_mesh(4))
-        p0 = init_params(jax.random.split(jax.random.PRNGKey(3))[0], train.model_config(cfg, ds))
+        p0 = models.build(train.model_config(cfg, ds)).init(jax.random.split(jax.random.PRNGKey(3))[0])
         maxdiff = lambda a, b: max(jax.tree.leaves(jax.tree.map(lambda x, y: float(np.max(np.abs(np.asarray(x) - np.asarray(y)))), a, b)))
         out[case] = {
             "max_param_diff": maxdiff(p1, p4),
@@ -76,7 +76,7 @@ def four_devices():
     return json.loads(line[len("RESULT"):])
 
 
-@pytest.mark.parametrize("case", ["plain/8", "bucket_mask/6"])
+@pytest.mark.parametrize("case", ["plain/8", "bucket_mask/6", "luong/8", "bahdanau/8"])
 def test_one_and_four_devices_train_the_same_parameters(four_devices, case):
     r = four_devices[case]
     assert r["max_param_diff"] < 1e-5, r
