@@ -1,4 +1,4 @@
-"""scripts/bench.py's attention rows: the targets line reads the run's medians.
+"""scripts/benchmarks/bench.py's attention rows: the targets line reads the run's medians.
 
 (That the PyTorch tutorial-style Bahdanau model computes the same probabilities as minis2s'
 ``bahdanau`` with the same weights is checked by the benchmark itself before it times it,
@@ -7,20 +7,10 @@ the test extra, and CI fails on a missing oracle rather than skipping.)"""
 
 from __future__ import annotations
 
-import importlib.util
-
-from tests.conftest import ROOT
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from scripts.benchmarks import bench
 
 
 def test_attention_targets_line():
-    bench = load_bench()
     results = {
         "minis2s-bptt": {"epoch_s_median": 10.0}, "minis2s-luong": {"epoch_s_median": 12.0},
         "minis2s-bahdanau": {"epoch_s_median": 5.0}, "torch-bahdanau": {"epoch_s_median": 10.0},

@@ -1,4 +1,4 @@
-"""scripts/compare_models.py: segmented training (--score-every) is one uninterrupted run."""
+"""scripts/benchmarks/compare_models.py: segmented training (--score-every) is one uninterrupted run."""
 
 import json
 import sys
@@ -7,15 +7,12 @@ import numpy as np
 
 from minis2s import checkpoint, data, train
 from minis2s.config import Config
-from tests.conftest import ROOT, assert_trees_equal
+from tests.conftest import assert_trees_equal
 
 
 def _compare_models():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import compare_models
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    from scripts.benchmarks import compare_models
+
     return compare_models
 
 

@@ -1,9 +1,7 @@
-"""scripts/gradient_norms.py: its per-step state gradients against float64 finite differences
+"""scripts/lessons/gradient_norms.py: its per-step state gradients against float64 finite differences
 of an independent NumPy model, and the initialisation numbers docs/math.md section 8 quotes."""
 
 from __future__ import annotations
-
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -11,14 +9,9 @@ import numpy as np
 import pytest
 
 from minis2s import data, demo_corpus, model, train
+from scripts.lessons import gradient_norms
 from tests.conftest import ROOT
 from tests.test_worked_example import central_difference, forward, one_hot
-
-sys.path.insert(0, str(ROOT / "scripts"))
-try:
-    import gradient_norms
-finally:
-    sys.path.remove(str(ROOT / "scripts"))
 
 MATH = (ROOT / "docs" / "math.md").read_text(encoding="utf-8")
 

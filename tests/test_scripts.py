@@ -9,18 +9,18 @@ from tests.conftest import ROOT
 
 def run_script(name, *args):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args],
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "lessons" / name), *args],
                           capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
 
 
 def test_tutorial_runs_cell_by_cell_as_a_script():
-    """scripts/tutorial.py, shortened to 30 of its 250 epochs.
+    """scripts/lessons/tutorial.py, shortened to 30 of its 250 epochs.
 
     The full run (about 45 s of CPU time) decodes all 211 training pairs and 35 of the 53
     held-out ones exactly; at 30 epochs only a few are (5 and 1 measured), but the loss has
     fallen from 2.30 to 0.15 and the teacher-forced validation accuracy from 0.42 to 0.94.
     """
-    source = (ROOT / "scripts" / "tutorial.py").read_text()
+    source = (ROOT / "scripts" / "lessons" / "tutorial.py").read_text()
     assert source.count("# %%") >= 10 and "jax.value_and_grad" in source and ".fit(" not in source
     r = run_script("tutorial.py", "--epochs", "30")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -61,9 +61,6 @@ def test_figures_script_draws_every_figure(tmp_path):
 
 def test_teacher_forcing_table_comes_from_the_data_pipeline():
     """The figure's rows, recomputed by hand: decoder input = "\t" + French, target = French + "\n"."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import figures
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    from scripts.lessons import figures
+
     assert figures.teacher_forcing_rows() == ("Go.", "\tVa !", "Va !\n")

@@ -1,4 +1,4 @@
-"""scripts/worked_example.py against an independent float64 NumPy computation: the forward
+"""scripts/lessons/worked_example.py against an independent float64 NumPy computation: the forward
 pass of tests/reference.py and central finite differences for every gradient it prints
 (weights, and the per-step dh_t, dc_t, dz_t through additive probes). docs/math.md must show
 the script's output verbatim."""
@@ -18,11 +18,11 @@ from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
-def run():
+def run(tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = ROOT / ".pytest_cache" / "worked_example.json"
-    out.parent.mkdir(exist_ok=True)
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "worked_example.py"), "--json", str(out)],
+    out = tmp_path_factory.mktemp("worked_example") / "worked_example.json"
+    script = ROOT / "scripts" / "lessons" / "worked_example.py"
+    r = subprocess.run([sys.executable, str(script), "--json", str(out)],
                        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     return r.stdout, json.loads(out.read_text())

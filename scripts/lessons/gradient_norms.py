@@ -12,7 +12,7 @@ those zeros, so ``dL/dh_t`` and ``dL/dc_t`` are what flows back into step ``t`` 
 everything after it (and, for the decoder's ``h_t``, from its own output). It prints the
 per-sample norms (mean over the batch) and the largest global gradient norm seen in training.
 
-Run: ``python scripts/gradient_norms.py [--epochs 60] [--out docs/img]`` (about a minute on
+Run: ``python scripts/lessons/gradient_norms.py [--epochs 60] [--out docs/img]`` (about a minute on
 2 cores).
 """
 
@@ -77,7 +77,7 @@ def step_norms(grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def train_model(params, ds, split_at: int, epochs: int, batch_size: int, lr: float, seed: int = 0):
-    """The plain loop of scripts/tutorial.py; returns params and the largest global grad norm."""
+    """The plain loop of scripts/lessons/tutorial.py; returns params and the largest global grad norm."""
     optimizer = optax.rmsprop(lr, decay=0.9, eps=1e-7)
     opt_state = optimizer.init(params)
 
@@ -175,7 +175,7 @@ def summary(result: dict) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "docs" / "img"))
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "docs" / "img"))
     args = parser.parse_args()
     res = measure(args.epochs)
     print(summary(res))

@@ -1,17 +1,17 @@
 """Scaling benchmarks: devices, length buckets, the full corpus.
 
-    python scripts/bench_scale.py devices  [--num-samples 10000] [--steps 20]
+    python scripts/benchmarks/bench_scale.py devices  [--num-samples 10000] [--steps 20]
         steps/sec of the seed's train step on 1 and on 4 host devices (a subprocess with
         XLA_FLAGS=--xla_force_host_platform_device_count=4). On a CPU, 4 "devices" share
         the same cores, so this shows the cost of the split, not a speed-up.
-    python scripts/bench_scale.py buckets  [--num-samples 10000]
+    python scripts/benchmarks/bench_scale.py buckets  [--num-samples 10000]
         seconds per training epoch (2nd epoch: every shape already compiled) with the
         seed's batches, with --bucket, and with --bucket --mask-padding.
-    python scripts/bench_scale.py curve    [--num-samples 2000] [--epochs 10]
+    python scripts/benchmarks/bench_scale.py curve    [--num-samples 2000] [--epochs 10]
         the learning curve of the four variants (seed, --bucket, --mask-padding, both),
         each in its own metric, then every final model scored on the same validation
         rows in one metric: loss and accuracy over real characters only.
-    python scripts/bench_scale.py full     [--steps 10]
+    python scripts/benchmarks/bench_scale.py full     [--steps 10]
         --num-samples all: load time, resident memory, and sec/epoch of the seed's
         batches extrapolated from --steps timed steps (a full epoch is ~2,100 steps).
 
@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data" / "fra-eng" / "fra.txt"
 
 

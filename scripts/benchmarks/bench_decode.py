@@ -6,9 +6,9 @@ checkpoint's samples, rebuilt as training built them (2,000 sentences for the se
 jitted decoder step and one device-to-host round trip per character) is slow, so it is
 timed on a subset and extrapolated to all sentences; the output says so.
 
-    PYTHONPATH=$PWD python scripts/bench_decode.py --checkpoint runs/seed --data fra.txt
+    PYTHONPATH=$PWD python scripts/benchmarks/bench_decode.py --checkpoint runs/seed --data fra.txt
 
-``main(argv) -> int`` is also the ``decode`` section of ``scripts/bench.py``.
+``main(argv) -> int`` is also the ``decode`` section of ``scripts/benchmarks/bench.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_FRA = ROOT.parent / "shared" / "data" / "fra-eng" / "fra.txt"
 if str(ROOT) not in sys.path:  # run as a file: make the checkout importable
     sys.path.insert(0, str(ROOT))

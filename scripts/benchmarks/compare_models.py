@@ -6,7 +6,7 @@ Each ``--run NAME[:field=value,...]`` is one training run; the fields override
 is scored from its best checkpoint (lowest val_loss): greedy and beam exact match and chrF
 on the validation sentences, as ``minis2s evaluate`` scores them.
 
-    python scripts/compare_models.py --data ../shared/data/fra-eng/fra.txt --epochs 20 \\
+    python scripts/benchmarks/compare_models.py --data ../shared/data/fra-eng/fra.txt --epochs 20 \\
         --run seed --run luong:model=luong --run bahdanau:model=bahdanau --out runs/compare
 
 Prints a markdown table and writes ``OUT/results.json``. With ``--score-every K`` each run

@@ -10,7 +10,7 @@ against the library: the probabilities against ``minis2s.model.apply`` and the g
 against ``jax.grad`` of ``minis2s.losses.categorical_crossentropy`` (through
 ``minis2s.bptt._lstm_bwd``).
 
-Run: ``python scripts/worked_example.py`` (``--json PATH`` also writes every array).
+Run: ``python scripts/lessons/worked_example.py`` (``--json PATH`` also writes every array).
 """
 
 from __future__ import annotations

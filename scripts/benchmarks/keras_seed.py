@@ -6,7 +6,7 @@ seed's one-hot arrays exactly as the example does (``fit(batch_size=64, epochs=1
 validation_split=0.2)``) and writes the history as JSON, so that a minis2s run's
 ``history.json`` can be compared epoch by epoch:
 
-    KERAS_BACKEND=jax python scripts/keras_seed.py --data PATH/fra.txt --out keras-history.json
+    KERAS_BACKEND=jax python scripts/benchmarks/keras_seed.py --data PATH/fra.txt --out keras-history.json
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
 4. The same hand gradient against ``minis2s.bptt._lstm_bwd``, the backward pass training uses.
 5. The same check on the whole seed model with the public toolkit, minis2s.gradcheck.
 
-Run: ``python scripts/gradcheck_demo.py [--hidden 4] [--steps 5] [--seed 0]``.
+Run: ``python scripts/lessons/gradcheck_demo.py [--hidden 4] [--steps 5] [--seed 0]``.
 """
 
 from __future__ import annotations

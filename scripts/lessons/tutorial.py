@@ -11,7 +11,7 @@
 # # minis2s, cell by cell: a character-level translator in pure JAX
 #
 # This file is a notebook in the jupytext "percent" format: every `# %%` starts a cell.
-# Run it as a script (`python scripts/tutorial.py`, about 45 s of CPU time, under 2 minutes on
+# Run it as a script (`python scripts/lessons/tutorial.py`, about 45 s of CPU time, under 2 minutes on
 # 2 CPU cores) or open
 # it in Jupyter (with jupytext) or VS Code and run the cells one by one.
 #
@@ -21,7 +21,7 @@
 # The equations are in docs/math.md; the section numbers below point there.
 #
 # To run the seed recipe instead (10,000 pairs of fra.txt, latent 256, batch 64, 100 epochs,
-# about 17 minutes on 2 cores): `python scripts/tutorial.py --seed-recipe --data PATH/fra.txt`.
+# about 17 minutes on 2 cores): `python scripts/lessons/tutorial.py --seed-recipe --data PATH/fra.txt`.
 
 # %%
 import argparse

@@ -3,11 +3,11 @@
 
 One command, one data set, batch 64, the seed model (latent 256), measured in one run::
 
-    python scripts/bench.py                  # full epochs (a few minutes), table + JSON
-    python scripts/bench.py --quick          # a small corpus, ~1 minute: a smoke test
-    python scripts/bench.py profile          # where a step's time goes (one-core CPU time)
-    python scripts/bench.py decode [ARGS]    # the decoding benchmark (scripts/bench_decode.py)
-    python scripts/bench.py --attention      # only the attention rows: seed, luong, bahdanau, PyTorch bahdanau
+    python scripts/benchmarks/bench.py                  # full epochs (a few minutes), table + JSON
+    python scripts/benchmarks/bench.py --quick          # a small corpus, ~1 minute: a smoke test
+    python scripts/benchmarks/bench.py profile          # where a step's time goes (one-core CPU time)
+    python scripts/benchmarks/bench.py decode [ARGS]    # the decoding benchmark (scripts/benchmarks/bench_decode.py)
+    python scripts/benchmarks/bench.py --attention      # only the attention rows: seed, luong, bahdanau, PyTorch bahdanau
 
 The attention rows (``--attention``, or name them in ``--variants``): ``minis2s-luong`` and
 ``minis2s-bahdanau`` train the registered models (``minis2s-luong`` is skipped while
@@ -47,7 +47,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_FRA = ROOT.parent / "shared" / "data" / "fra-eng" / "fra.txt"
 MARK = "@@BENCH "
 VARIANTS = ("minis2s-bptt", "minis2s-autodiff", "keras-jax", "torch", "minis2s-gru", "torch-gru")

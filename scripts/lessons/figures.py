@@ -9,7 +9,7 @@
   teacher-forcing table: decoder input ``\\tVa !`` against decoder target ``Va !\\n``, the
   strings taken from :func:`minis2s.data.build_dataset` itself.
 
-Run: ``python scripts/figures.py [--out docs/img]``.
+Run: ``python scripts/lessons/figures.py [--out docs/img]``.
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def draw_encoder_decoder(out: Path) -> Path:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "docs" / "img"))
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "docs" / "img"))
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""Runnable scripts beside the library (not installed with it): lessons and benchmarks."""
