@@ -721,7 +721,7 @@ def run_plot(args) -> int:
     history_path = plot.find_history(args.run)
     history = plot.load_history(history_path)
     out = Path(args.out) if args.out else history_path.parent / "history.png"
-    plot.plot_history(history, out, title=str(history_path.parent))
+    plot.plot_history(history, out, title=plot.run_title(history_path))
     epochs = max(len(v) for v in history.values())
     print(f"Wrote {out} ({epochs} epochs)")
     return 0

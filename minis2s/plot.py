@@ -65,11 +65,38 @@ def _import_pyplot():
     return plt
 
 
+def run_title(history_path: str | os.PathLike) -> str:
+    """A curves plot's title: the model, the data it trained on and the run's name, e.g.
+    ``seed model (LSTM, latent 256), 10,000 pairs of fra.txt: runs/seed``.
+
+    Read from the config in the newest checkpoint's manifest beside ``history.json``; a
+    history without checkpoints (or with an unreadable one) gets the run's name alone.
+    """
+    from . import checkpoint
+
+    path = Path(history_path)
+    run_dir = path.parent if path.name == HISTORY_FILE or path.is_file() else path
+    try:
+        manifest = checkpoint.read_manifest(checkpoint.list_checkpoints(run_dir)[-1][1])
+        config = manifest["config"]
+        model, cell, latent = config["model"], config.get("cell", "lstm"), config["latent_dim"]
+    except Exception:  # no checkpoint, or one this version cannot read: the name still says which run
+        return str(run_dir)
+    n = config.get("num_samples")
+    data_file = Path(str((manifest.get("data") or {}).get("path") or "")).name
+    pairs = f"{n:,} pairs" if n else "all pairs"
+    if data_file:
+        pairs += f" of {data_file}"
+    return f"{model} model ({cell.upper()}, latent {latent}), {pairs}: {run_dir}"
+
+
 def plot_history(history: dict[str, list[float]], out: str | os.PathLike, title: str | None = None) -> Path:
     """Draw loss (left) and accuracy (right) per epoch, train and validation, to ``out``.
 
-    Epochs are numbered from 1, as Keras prints them. Non-finite values (a diverged
-    run) are left out of the line rather than breaking the axis scale.
+    Epochs are numbered from 1, as Keras prints them. The loss axis is logarithmic: the
+    first epochs' drop would otherwise flatten every later epoch, where overfitting shows
+    (validation loss turning up while training loss keeps falling). Non-finite values (a
+    diverged run) are left out of the line rather than breaking the axis scale.
     """
     plt = _import_pyplot()
     from matplotlib import ticker
@@ -87,6 +114,13 @@ def plot_history(history: dict[str, list[float]], out: str | os.PathLike, title:
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.set_title(metric)
+        if metric == "loss" and ax.lines and all(min(line.get_ydata()) > 0 for line in ax.lines):
+            ax.set_yscale("log")
+            ax.set_ylabel("loss (log scale)")
+            # labels at 1, 2, 3 and 5 per decade, written 0.3 rather than 3e-01
+            ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
+            ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(ticker.NullFormatter())
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
@@ -109,8 +143,11 @@ def plot_attention(panels, out: str | os.PathLike) -> Path:
     ``panels`` is a sequence of ``(english, output_chars, weights)`` with ``weights`` of
     shape ``(len(output_chars), len(english))`` (:func:`minis2s.alignment.attention_weights`):
     the output (French) characters down the rows, the English characters along the
-    columns, a darker cell where an output character drew more on an English one. The end
-    token is drawn as a return arrow, a space as an open box.
+    columns, a darker cell where an output character drew more on an English one. Each
+    panel has its own colour scale, from 0 to its largest weight, and its own colour bar:
+    weights spread over a long sentence are small, and on one shared 0-1 scale such a
+    panel would be nearly white. The end token is drawn as a return arrow, a space as an
+    open box.
     """
     import numpy as np
 
@@ -126,19 +163,20 @@ def plot_attention(panels, out: str | os.PathLike) -> Path:
     width = max(len(english) for english, _, _ in panels)
     fig, axes = plt.subplots(
         len(panels), 1, squeeze=False, constrained_layout=True,
-        figsize=(max(4.0, 0.32 * width + 2.0), sum(0.28 * h + 1.0 for h in heights)),
+        figsize=(max(5.0, 0.32 * width + 3.0), sum(0.28 * h + 1.0 for h in heights)),
         gridspec_kw={"height_ratios": heights},
     )
     for ax, (english, chars, weights) in zip(axes[:, 0], panels):
-        image = ax.imshow(np.asarray(weights), cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto",
-                          interpolation="nearest")
+        weights = np.asarray(weights, dtype=float)
+        top = float(weights.max()) if weights.size and weights.max() > 0 else 1.0
+        image = ax.imshow(weights, cmap="Blues", vmin=0.0, vmax=top, aspect="auto", interpolation="nearest")
+        fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02, label="attention weight")
         ax.set_xticks(range(len(english)), [_show_char(c) for c in english])
         ax.set_yticks(range(len(chars)), [_show_char(c) for c in chars])
         ax.tick_params(labelsize=8, length=0)
         ax.set_xlabel("English")
         ax.set_ylabel("French output")
         ax.set_title(f"{english} \u2192 {chars.rstrip(chr(10))}", fontsize=9)
-    fig.colorbar(image, ax=axes[:, 0].tolist(), shrink=0.6, label="attention weight")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)

@@ -73,3 +73,49 @@ def test_plot_errors(tmp_path):
 def _write(d, obj):
     (d / "history.json").write_text(json.dumps(obj))
     return d
+
+
+# --------------------------------------------------------------------------- figure styling
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the plot functions save, kept open for inspection instead of written."""
+    require_module("matplotlib")
+    from matplotlib.figure import Figure
+
+    figures = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: figures.append(fig))
+    return figures
+
+
+@pytest.mark.slow
+def test_curves_title_names_model_data_and_run_and_loss_is_log_scaled(two_column_file, tmp_path, drawn):
+    out = tmp_path / "run"
+    rc, _, err = run(["train", "--data", str(two_column_file), "--num-samples", "6", "--epochs", "2",
+                      "--latent-dim", "8", "--batch-size", "2", "--cell", "gru", "--out", str(out), "--quiet"])
+    assert rc == 0, err
+    title = f"seed model (GRU, latent 8), 6 pairs of {two_column_file.name}: {out}"
+    assert plot.run_title(out) == title and plot.run_title(out / "history.json") == title
+    rc, _, err = run(["plot", str(out)])
+    assert rc == 0, err
+    (fig,) = drawn
+    loss_ax, accuracy_ax = fig.axes
+    assert fig.get_suptitle() == title
+    assert loss_ax.get_yscale() == "log" and accuracy_ax.get_yscale() == "linear"
+
+
+def test_curves_title_without_checkpoints_is_the_run_name(run_dir):
+    assert plot.run_title(run_dir / "history.json") == str(run_dir)
+
+
+def test_each_attention_panel_has_its_own_scale_and_colour_bar(tmp_path, drawn):
+    import numpy as np
+
+    small = np.full((3, 4), 0.25)  # spread evenly over four characters
+    peaked = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1]])
+    plot.plot_attention([("abcd", "xyz", small), ("abc", "uv", peaked)], tmp_path / "a.png")
+    (fig,) = drawn
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert [im.get_clim() for im in images] == [(0.0, 0.25), (0.0, 0.9)]
+    assert len(fig.axes) == 4  # two heatmaps, two colour bars
