@@ -80,11 +80,11 @@ def draw_lstm_cell(out: Path) -> Path:
     ax.set_ylim(-0.9, 5.4)
     ax.axis("off")
     # inputs and the pre-activation
-    ax.text(-0.75, 0.0, "$h_{t-1}$", fontsize=12, va="center")
-    ax.text(-0.75, -0.6, "$x_t$", fontsize=12, va="center")
+    ax.text(-0.8, -0.1, "$h_{t-1}$", fontsize=12, va="center")
+    ax.text(-0.8, -0.5, "$x_t$", fontsize=12, va="center")
     _box(ax, 1.6, -0.3, "$z_t = x_t W + h_{t-1} U + b$\n$(B, 4H)$: blocks i | f | c | o", w=3.0, h=0.8, fc="#eeeeee", fs=10)
-    _arrow(ax, (0.0, 0.0), (0.1, -0.1), shrink=0)
-    _arrow(ax, (0.0, -0.6), (0.1, -0.5), shrink=0)
+    _arrow(ax, (-0.2, -0.1), (0.06, -0.1), shrink=0)
+    _arrow(ax, (-0.2, -0.5), (0.06, -0.5), shrink=0)
     # the four gates
     gates = [("$f_t = \\sigma(z^f)$", 2.2), ("$i_t = \\sigma(z^i)$", 3.6), ("$g_t = \\tanh(z^c)$", 5.0), ("$o_t = \\sigma(z^o)$", 6.6)]
     for text, x in gates:
@@ -140,8 +140,8 @@ def draw_encoder_decoder(out: Path) -> Path:
     """The seed model unrolled on ``Go. -> Va !`` with the teacher-forcing table."""
     english, dec_in, target = teacher_forcing_rows()
     show = lambda ch: {"\t": "\\t", "\n": "\\n", " ": "␣"}.get(ch, ch)  # noqa: E731
-    fig, ax = plt.subplots(figsize=(10, 4.6))
-    ax.set_xlim(-0.8, 10.6)
+    fig, ax = plt.subplots(figsize=(10.6, 4.6))
+    ax.set_xlim(-1.5, 10.6)
     ax.set_ylim(-2.6, 3.6)
     ax.axis("off")
     xs_enc = [0.4 + 1.2 * k for k in range(len(english))]
@@ -153,7 +153,9 @@ def draw_encoder_decoder(out: Path) -> Path:
         ax.text(x, 1.75, "(discarded)", ha="center", fontsize=7, color="gray")
         if k:
             _arrow(ax, (xs_enc[k - 1] + 0.48, 1.0), (x - 0.48, 1.0), shrink=0)
-    ax.text(xs_enc[0] - 0.55, 0.55, "$h_0{=}c_0{=}0$", fontsize=8, ha="center")
+    # the initial state enters the first encoder step from the left, clear of its box
+    ax.text(xs_enc[0] - 1.35, 1.0, "$h_0{=}0$\n$c_0{=}0$", fontsize=8, ha="center", va="center")
+    _arrow(ax, (xs_enc[0] - 1.0, 1.0), (xs_enc[0] - 0.48, 1.0), shrink=0)
     _arrow(ax, (xs_enc[-1] + 0.48, 1.0), (xs_dec[0] - 0.48, 1.0), color="#b03030", shrink=0)
     ax.text((xs_enc[-1] + xs_dec[0]) / 2, 1.4, "final $(h, c)$", fontsize=8, color="#b03030", ha="center")
     for k, (x, ch, y) in enumerate(zip(xs_dec, dec_in, target)):
@@ -166,10 +168,12 @@ def draw_encoder_decoder(out: Path) -> Path:
         _arrow(ax, (x, -0.05), (x, 1.0))
         if k:
             _arrow(ax, (xs_dec[k - 1] + 0.48, 1.0), (x - 0.48, 1.0), shrink=0)
-            # teacher forcing: the true previous target is the next input
-            ax.annotate("", xy=(x - 0.1, 0.05), xytext=(xs_dec[k - 1] + 0.15, 3.0),
-                        arrowprops=dict(arrowstyle="-|>", lw=0.8, ls="--", color="#1f5fa8", shrinkA=8, shrinkB=8,
-                                        connectionstyle="arc3,rad=-0.15"))
+            # teacher forcing: the true previous target is the next input. The dashed line
+            # runs down the gap between two columns, so it crosses no box and no label.
+            gap = (xs_dec[k - 1] + x) / 2
+            ax.plot([xs_dec[k - 1] + 0.2, gap, gap], [3.12, 3.12, 0.0], ls="--", lw=0.8, color="#1f5fa8")
+            ax.annotate("", xy=(x - 0.17, -0.12), xytext=(gap, 0.0),
+                        arrowprops=dict(arrowstyle="-|>", lw=0.8, ls="--", color="#1f5fa8", shrinkA=0, shrinkB=0))
     ax.text(xs_dec[0] - 0.6, 3.05, "target", fontsize=9, color="#1f5fa8", ha="right")
     ax.text(xs_dec[0] - 0.6, -0.2, "input", fontsize=9, ha="right")
     # the table
@@ -180,7 +184,7 @@ def draw_encoder_decoder(out: Path) -> Path:
     table.set_fontsize(10)
     for (r, c), cell in table.get_celld().items():
         cell.set_width(0.22 if c == 0 else 0.076)
-    ax.text(-0.6, -1.6, "teacher forcing: in training the\ndecoder reads the TRUE previous\n"
+    ax.text(-1.3, -1.6, "teacher forcing: in training the\ndecoder reads the TRUE previous\n"
             "character (dashed), not its own\nprediction; ␣ is a space", fontsize=8.5, va="center")
     ax.set_title("The seed model unrolled on  Go. → Va !", fontsize=12)
     fig.tight_layout()

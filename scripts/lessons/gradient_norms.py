@@ -146,6 +146,10 @@ def draw(result: dict, out: Path) -> Path:
         title = "at initialisation" if when == "init" else f"after {result['epochs']} epochs on the demo corpus"
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step (encoder 1..T_e, then decoder)")
+    # a decade of headroom above the highest curve, so the encoder/decoder labels sit on no line
+    top = max(float(np.max(result[bias, when][key])) for bias in (1.0, 0.0) for when in ("init", "trained")
+              for key in ("encoder_dc", "encoder_dh", "decoder_dc", "decoder_dh"))
+    axes[0].set_ylim(top=10 * top)
     axes[0].set_ylabel("gradient reaching the step\n(mean per-sample norm)")
     axes[0].legend(fontsize=7, loc="lower right")
     fig.suptitle("Gradient reaching each step, latent 64, demo validation split", fontsize=11)
