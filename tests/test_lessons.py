@@ -277,7 +277,7 @@ def test_keras_loss_versus_log_softmax_on_a_confident_mistake():
     np.testing.assert_array_equal(np.asarray(jax.grad(keras)(logits)), 0.0)
     assert float(log_softmax(logits)) == pytest.approx(20 + math.log(2 + math.exp(-20)), rel=1e-6)
     np.testing.assert_allclose(np.asarray(jax.grad(log_softmax)(logits)), [0.5, 0.5, -1.0], atol=1e-6)
-    assert stated(r"the Keras loss is \$([\d.]+)\$ with gradient 0, the log-softmax loss \$([\d.]+)\$ with gradient "
+    assert stated(r"the clipped Keras loss is \$([\d.]+)\$ with gradient 0, the log-softmax loss \$([\d.]+)\$ with gradient "
                   r"\$\(0\.5, 0\.5, -1\)\$") == [f"{float(keras(logits)):.3f}", f"{float(log_softmax(logits)):.3f}"]
 
 
@@ -367,7 +367,7 @@ def test_tensorflow_backend_loss_from_the_logits():
     from_logits = -(logits[2] - logits.max() - np.log(np.sum(np.exp(logits - logits.max()))))
     clipped = float(losses.per_position_crossentropy(jax.nn.softmax(jnp.asarray(logits, jnp.float32))[None, None], jnp.array([[2]]))[0, 0])
     assert stated(r"reports the second, \$([\d.]+)\$, for the same model") == [f"{from_logits:.3f}"]
-    assert stated(r"the Keras loss is \$([\d.]+)\$ with gradient 0, the log-softmax loss \$([\d.]+)\$") == [
+    assert stated(r"the clipped Keras loss is \$([\d.]+)\$ with gradient 0, the log-softmax loss \$([\d.]+)\$") == [
         f"{clipped:.3f}", f"{from_logits:.3f}"]
 
 
