@@ -58,3 +58,23 @@ def test_math_sections_end_with_exercises_and_hints():
         assert "**Exercises.**" in body, number
         items = re.split(r"^\d+\. ", body.split("**Exercises.**")[1], flags=re.M)[1:]
         assert len(items) >= 3 and all("*Hint:*" in item for item in items), number
+
+
+def test_notation_table_gives_each_symbol_one_meaning():
+    """Section 1's tables list every symbol once (issue 22: V, U, A, c_t and z_t each had two
+    meanings); the symbols the review found doubled keep the one meaning the table gives."""
+    text = (ROOT / "docs" / "math.md").read_text()
+    section = re.search(r"^## 1\. .*?(?=^## 2\. )", text, re.S | re.M).group(0)
+    symbols = []
+    for line in section.splitlines():
+        if line.startswith("| $"):
+            first = line.split(" | ")[0].lstrip("| ")
+            symbols += re.findall(r"\$([^$]+)\$", first)
+    symbols = [s.strip() for part in symbols for s in re.split(r",\s*|;\s*", part) if s.strip()]
+    assert len(symbols) >= 40
+    assert len(symbols) == len(set(symbols)), sorted(s for s in symbols if symbols.count(s) > 1)
+    body = text[len(section):]
+    assert "$A = H$" not in body and "attention units" in section
+    assert not re.search(r"\$U = \[", body)  # U is the recurrent kernel only
+    assert not re.search(r"c_t = \\sum", body)  # the context is gamma_t, not c_t
+    assert not re.search(r"z_t = \\sigma", body)  # the GRU's update gate is u_t
