@@ -78,7 +78,8 @@ def sample_tokens_reference(model, params, enc_tokens, key, start: int, end: int
             if temperature == 0:
                 v = int(np.argmax(probs))
             else:
-                v = int(jax.random.categorical(jax.random.fold_in(sample_key, t), jnp.log(jnp.asarray(probs)) / temperature))
+                logits = jnp.log(jnp.asarray(probs)) / temperature  # p^(1/T), unnormalised, as logits
+                v = int(jax.random.categorical(jax.random.fold_in(sample_key, t), logits))
             toks.append(v)
             logp += float(np.log(probs[v]))
             prev = v

@@ -51,7 +51,8 @@ def teacher_forced_logprob(params, enc_tokens, chars, vocab, width=64):
 def test_batched_greedy_equals_seed_loop(tiny):
     params, ds, model = tiny
     ref = reference_strings(model, params, ds, ROWS)
-    hyps = decode.decode_tokens(params, ds.encoder_tokens[ROWS], ds.target_vocab, ds.max_decoder_seq_length, model=model)
+    hyps = decode.decode_tokens(params, ds.encoder_tokens[ROWS], ds.target_vocab, ds.max_decoder_seq_length,
+                                model=model)
     assert [h.chars for h in hyps] == ref
     # the model is trained enough to stop by itself, with outputs that differ per input
     assert all(h.finished for h in hyps)
@@ -65,7 +66,8 @@ def test_batched_greedy_equals_seed_loop_at_length_limit(tiny):
     params, model = init_params(jax.random.PRNGKey(7), config), models.build(config)
     rows = [0, 50, 100, 139]
     ref = reference_strings(model, params, ds, rows)
-    hyps = decode.decode_tokens(params, ds.encoder_tokens[rows], ds.target_vocab, ds.max_decoder_seq_length, model=model)
+    hyps = decode.decode_tokens(params, ds.encoder_tokens[rows], ds.target_vocab, ds.max_decoder_seq_length,
+                                model=model)
     assert [h.chars for h in hyps] == ref
     unfinished = [h for h in hyps if not h.finished]
     assert unfinished, "expected at least one output cut by the length limit"
@@ -86,7 +88,8 @@ def test_chunking_padding_and_length_sorting_change_nothing(tiny):
 def test_greedy_logprob_is_the_models_probability_of_the_output(tiny):
     params, ds, model = tiny
     rows = ROWS[:6]
-    hyps = decode.decode_tokens(params, ds.encoder_tokens[rows], ds.target_vocab, ds.max_decoder_seq_length, model=model)
+    hyps = decode.decode_tokens(params, ds.encoder_tokens[rows], ds.target_vocab, ds.max_decoder_seq_length,
+                                model=model)
     for i, h in zip(rows, hyps):
         expected = teacher_forced_logprob(params, ds.encoder_tokens[i], h.chars, ds.target_vocab)
         assert h.logprob == pytest.approx(expected, abs=1e-4)
@@ -145,7 +148,8 @@ def test_beam_never_ranks_below_greedy(tiny, width, alpha):
         assert ("beam" if chars == p_chars else "greedy") == kind
     # and the reported scores are the model's probabilities of the beam outputs
     for i in (0, 70, 139, *better[:1]):
-        assert beam[i].logprob == pytest.approx(teacher_forced_logprob(params, x[i], beam[i].chars, ds.target_vocab), abs=1e-4)
+        expected = teacher_forced_logprob(params, x[i], beam[i].chars, ds.target_vocab)
+        assert beam[i].logprob == pytest.approx(expected, abs=1e-4)
 
 
 def _table_model(table: np.ndarray) -> Model:

@@ -254,6 +254,7 @@ def test_bucketed_model_translates_with_its_training_padding():
     widths = {len(seen[i]) for i in range(40)}
     assert len(widths) > 1 and min(widths) < ds.max_encoder_seq_length  # the test covers several buckets
     got = [t.output for t in translate(trained, texts)]
-    want = [greedy_reference(params, seen[i], ds.target_vocab, ds.max_decoder_seq_length, model_of(trained)).rstrip("\n")
+    model = model_of(trained)
+    want = [greedy_reference(params, seen[i], ds.target_vocab, ds.max_decoder_seq_length, model).rstrip("\n")
             for i in range(40)]
     assert got == want
