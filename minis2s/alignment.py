@@ -20,6 +20,7 @@ import numpy as np
 from .bucketing import encoder_pad_width
 from .data import START
 from .models import Model
+from .translate import model_of
 
 
 class NoAttention(ValueError):
@@ -55,8 +56,6 @@ def attention_weights(trained, pairs: Sequence[tuple[str, str]]) -> list[np.ndar
     token included when it stopped by itself); ``english`` is the text the encoder read.
     Raises :class:`NoAttention` for a model without attention.
     """
-    from .decode import model_of
-
     model = model_of(trained)
     if not has_attention(model):
         raise NoAttention(f"the {model.config.model} model has no attention weights to plot; "

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from minis2s import data, decode, demo_corpus, metrics, train
+from minis2s import data, decode, demo_corpus, metrics, models, train
 
 
 def test_committed_corpus_is_the_generators_output():
@@ -28,7 +28,8 @@ def test_demo_defaults_learn_the_corpus():
     config = dataclasses.replace(train.Config(), **demo_corpus.TRAIN_DEFAULTS)
     params, history = train.fit(config, ds, log=None)
     split_at = train.split_train_val(len(ds), config.validation_split)
-    hyps = [h.text for h in decode.decode_tokens(params, ds.encoder_tokens, ds.target_vocab, ds.max_decoder_seq_length)]
+    hyps = [h.text for h in decode.decode_tokens(params, ds.encoder_tokens, ds.target_vocab, ds.max_decoder_seq_length,
+                                                 model=models.build(train.model_config(config, ds)))]
     refs = [t.removeprefix(data.START).removesuffix(data.END) for t in ds.target_texts]
     seen = metrics.score(hyps[:split_at], refs[:split_at])
     unseen = metrics.score(hyps[split_at:], refs[split_at:])

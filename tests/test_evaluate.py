@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests._tiny_model import save_tiny_checkpoint, tiny_model
-from minis2s import decode, metrics
+from minis2s import decode, metrics, models, train
 from minis2s.data import DEMO_PATH
 from tests.conftest import require_module
 from tests._cli import run
@@ -93,7 +93,8 @@ def reported(out: str) -> dict[str, float]:
 
 
 def test_evaluate_validation_split(ckpt, tmp_path):
-    params, ds, _, _ = tiny_model()
+    params, ds, config, _ = tiny_model()
+    model = models.build(train.model_config(config, ds))
     tsv = tmp_path / "val.tsv"
     rc, out, err = run(["evaluate", ckpt, "--data", str(DEMO_PATH), "--out", str(tsv)])
     assert rc == 0, err
@@ -102,7 +103,8 @@ def test_evaluate_validation_split(ckpt, tmp_path):
     assert [r[0] for r in rows] == ds.input_texts[112:]
     assert [r[1] for r in rows] == [t[1:-1] for t in ds.target_texts[112:]]
     for i in (0, 13, 27):  # the batched decoder's output is the seed loop's
-        seed = decode.greedy_reference(params, ds.encoder_tokens[112 + i], ds.target_vocab, ds.max_decoder_seq_length)
+        seed = decode.greedy_reference(params, ds.encoder_tokens[112 + i], ds.target_vocab, ds.max_decoder_seq_length,
+                                       model)
         assert rows[i][2] == seed.removesuffix("\n")
     scores = metrics.score([r[2] for r in rows], [r[1] for r in rows])
     # all three are printed to 4 decimals of the fraction (chrF as 100x with 2): rounding only
@@ -112,7 +114,7 @@ def test_evaluate_validation_split(ckpt, tmp_path):
     # the seed's demo: the first 20 training sentences, decoded
     demo = re.findall(r"Input sentence: (.*)\nDecoded sentence: (.*)", out)
     assert [s for s, _ in demo] == ds.input_texts[:20]
-    hyps = decode.decode_tokens(params, ds.encoder_tokens[:20], ds.target_vocab, ds.max_decoder_seq_length)
+    hyps = decode.decode_tokens(params, ds.encoder_tokens[:20], ds.target_vocab, ds.max_decoder_seq_length, model=model)
     assert [d for _, d in demo] == [h.text for h in hyps]
 
 

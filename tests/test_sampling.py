@@ -1,4 +1,4 @@
-"""Sampling (decode.sample_batch and ``minis2s translate --sample``): the draws follow the
+"""Sampling (search.sample_batch and ``minis2s translate --sample``): the draws follow the
 tempered softmax, temperature 0 is greedy, a seed reproduces the samples."""
 
 from __future__ import annotations

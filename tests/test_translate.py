@@ -12,6 +12,7 @@ from tests._decode_reference import beam_with_greedy_reference
 from tests._tiny_model import save_tiny_checkpoint, tiny_model
 from tests.conftest import run_cli
 from minis2s import checkpoint, decode
+from minis2s import translate as tr
 from minis2s.model import ModelConfig, init_params
 
 import jax
@@ -32,7 +33,7 @@ def seed_loop(trained, text: str) -> str:
     """The seed's per-sentence decoding of ``text``, end token removed."""
     tokens = trained.input_vocab.encode([text], trained.max_encoder_seq_length)[0]
     return decode.greedy_reference(
-        trained.params, tokens, trained.target_vocab, trained.max_decoder_seq_length
+        trained.params, tokens, trained.target_vocab, trained.max_decoder_seq_length, tr.model_of(trained)
     ).removesuffix("\n")
 
 
@@ -58,7 +59,7 @@ def test_beam_option(ckpt, trained):
     expected = []
     for s in sentences:  # the plain Python search, greedy's output competing as by default
         tokens = trained.input_vocab.encode([s], trained.max_encoder_seq_length)[0]
-        chars = beam_with_greedy_reference(trained.params, tokens, trained.target_vocab,
+        chars = beam_with_greedy_reference(tr.model_of(trained), trained.params, tokens, trained.target_vocab,
                                            trained.max_decoder_seq_length, 3)[0]
         expected.append(chars.removesuffix("\n"))
     assert out.splitlines() == expected
@@ -71,6 +72,39 @@ def test_empty_string_gives_an_empty_line(ckpt):
     assert rc == 0, err
     lines = out.split("\n")
     assert len(lines) == 4 and lines[0] == "" and lines[1] != "" and lines[2] == "" and lines[3] == ""
+
+
+BLANKS = ["", " ", "   ", "\t", " \u00a0\u2028 "]  # the last two: outside the vocabulary too
+
+
+def test_blank_input_translates_to_nothing_without_the_model(trained, monkeypatch):
+    """Issue 21: blank text (empty or whitespace only) is consistently an empty output, in
+    every --on-error mode, for greedy, beam and sampling; the model is not run for it."""
+    calls = []
+    real = tr.decode_tokens
+    monkeypatch.setattr(tr, "decode_tokens", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
+    for mode in ("fail", "skip", "truncate"):
+        for beam in (1, 2):
+            results = tr.translate(trained, BLANKS + ["Go."], on_error=mode, beam=beam)
+            assert [r.output for r in results[:-1]] == [""] * len(BLANKS)
+            assert all(r.problem is None and r.hypothesis is None for r in results[:-1])
+            assert results[-1].output == (seed_loop(trained, "Go.") if beam == 1 else results[-1].hypothesis.text)
+            assert results[-1].hypothesis is not None
+        samples = tr.translate_samples(trained, BLANKS, samples=2, temperature=1.0, seed=0, on_error=mode)
+        assert [[s.output for s in per] for per in samples] == [["", ""]] * len(BLANKS)
+    assert calls == [1] * 6  # only "Go." reached the model
+    # what --on-error truncate leaves of an input can be blank too: nothing to translate either
+    (p,) = tr.prepare_inputs(["  \u00e9 "], trained.input_vocab, trained.max_encoder_seq_length, "truncate")
+    assert p.text == "" and "outside the training vocabulary" in p.problem
+    assert tr.translate(trained, ["  \u00e9 "], on_error="truncate")[0].output == ""
+
+
+def test_blank_input_gives_an_empty_line_in_the_cli(ckpt, trained):
+    rc, out, err = run(["translate", ckpt, "   ", "Go.", "\t"])
+    assert rc == 0 and err == "", err
+    assert out == f"\n{seed_loop(trained, 'Go.')}\n\n"
+    rc, out, err = run(["translate", ckpt], stdin=b"  \nGo.\n \t \n")
+    assert rc == 0 and out == f"\n{seed_loop(trained, 'Go.')}\n\n", err
 
 
 def test_unknown_characters_are_named_and_nothing_is_translated(ckpt):
@@ -157,23 +191,27 @@ any_text = st.text(st.characters(blacklist_categories=()), max_size=40)  # surro
 @given(text=any_text, mode=st.sampled_from(["fail", "skip", "truncate"]), beam=st.sampled_from([1, 2]))
 def test_arbitrary_unicode_never_crashes_translate(ckpt, trained, text, mode, beam):
     rc, out, err = run(["translate", ckpt, "--on-error", mode, "--beam", str(beam), "--", text])
-    fits = not trained.input_vocab.unknown(text) and len(text) <= trained.max_encoder_seq_length
+    blank = not text.strip()
+    fits = blank or (not trained.input_vocab.unknown(text) and len(text) <= trained.max_encoder_seq_length)
     if mode == "fail" and not fits:
         assert rc == 2 and out == "" and "input 1" in err
     else:
         assert rc == 0, err
         assert out.endswith("\n") and out.count("\n") == 1
         repaired = "".join(c for c in text if c in trained.input_vocab.chars)[: trained.max_encoder_seq_length]
-        nothing_to_translate = text == "" or (not fits and (mode == "skip" or repaired == ""))
+        nothing_to_translate = blank or (not fits and (mode == "skip" or not repaired.strip()))
         assert (out == "\n") == nothing_to_translate
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=any_text)
 def test_truncate_always_yields_encodable_text(trained, text):
-    (p,) = decode.prepare_inputs([text], trained.input_vocab, trained.max_encoder_seq_length, "truncate")
+    (p,) = tr.prepare_inputs([text], trained.input_vocab, trained.max_encoder_seq_length, "truncate")
     assert not trained.input_vocab.unknown(p.text) and len(p.text) <= trained.max_encoder_seq_length
-    assert (p.problem is None) == (p.text == text)
+    if not text.strip():  # blank: nothing to translate, nothing wrong
+        assert p.text == "" and p.problem is None
+    else:
+        assert (p.problem is None) == (p.text == text)
     trained.input_vocab.encode([p.text], trained.max_encoder_seq_length)  # does not raise
 
 
@@ -196,7 +234,8 @@ def test_bucketed_model_translates_with_its_training_padding():
 
     from minis2s import checkpoint as ckpt
     from minis2s.bucketing import Batcher
-    from minis2s.decode import greedy_reference, translate
+    from minis2s.search import greedy_reference
+    from minis2s.translate import model_of, translate
 
     params, ds, config, _ = tiny_model()
     trained = ckpt.Trained(
@@ -215,6 +254,7 @@ def test_bucketed_model_translates_with_its_training_padding():
     widths = {len(seen[i]) for i in range(40)}
     assert len(widths) > 1 and min(widths) < ds.max_encoder_seq_length  # the test covers several buckets
     got = [t.output for t in translate(trained, texts)]
-    want = [greedy_reference(params, seen[i], ds.target_vocab, ds.max_decoder_seq_length).rstrip("\n")
+    model = model_of(trained)
+    want = [greedy_reference(params, seen[i], ds.target_vocab, ds.max_decoder_seq_length, model).rstrip("\n")
             for i in range(40)]
     assert got == want

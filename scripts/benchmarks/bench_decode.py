@@ -2,7 +2,7 @@
 
 Both decode the same validation sentences with the same checkpoint: the last 20% of the
 checkpoint's samples, rebuilt as training built them (2,000 sentences for the seed's
-10,000 samples). The seed-style loop (:func:`minis2s.decode.greedy_reference`: one
+10,000 samples). The seed-style loop (:func:`minis2s.search.greedy_reference`: one
 jitted decoder step and one device-to-host round trip per character) is slow, so it is
 timed on a subset and extrapolated to all sentences; the output says so.
 
@@ -99,15 +99,16 @@ def keras_seed_decoder(trained):
 def run(args) -> dict:
     import jax
 
-    from minis2s import checkpoint, decode
+    from minis2s import checkpoint, decode, search, translate
 
     ckpt = args.checkpoint or _quick_checkpoint(args.data, args.train_epochs)
     trained = checkpoint.load_trained(ckpt)
-    decode.check_trained(trained, ckpt)
+    translate.check_trained(trained, ckpt)
+    model = translate.model_of(trained)
     sentences, source = _load_sentences(trained, args.data, args.split)
     sentences = sentences[: args.sentences]
     n = len(sentences)
-    prepared = decode.prepare_inputs(sentences, trained.input_vocab, trained.max_encoder_seq_length, "fail")
+    prepared = translate.prepare_inputs(sentences, trained.input_vocab, trained.max_encoder_seq_length, "fail")
     tokens = trained.input_vocab.encode([p.text for p in prepared], trained.max_encoder_seq_length)
     lengths = [len(s) for s in sentences]
     p, tv, t_dec = trained.params, trained.target_vocab, trained.max_decoder_seq_length
@@ -117,12 +118,13 @@ def run(args) -> dict:
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
 
     def batched(beam: int = 1):
-        return decode.decode_tokens(p, tokens, tv, t_dec, beam=beam, batch_size=args.batch_size, input_lengths=lengths)
+        return decode.decode_tokens(p, tokens, tv, t_dec, beam=beam, batch_size=args.batch_size, input_lengths=lengths,
+                                    model=model)
 
     result: dict = {"sentences": n, "batch_size": args.batch_size, "checkpoint": str(ckpt)}
     m = min(args.seed_subset, n)
     batched()  # compile every shape once
-    decode.greedy_reference(p, tokens[0], tv, t_dec)
+    search.greedy_reference(p, tokens[0], tv, t_dec, model, lengths[0])
     # Interleave: each repeat times the batched decoder once and the seed loop on a slice of
     # the subset, so both see the same machine load (the machine is shared and noisy).
     times, t_seed, seed = [], 0.0, []
@@ -132,7 +134,7 @@ def run(args) -> dict:
         times.append(time.perf_counter() - t0)
         lo, hi = r * m // args.repeats, (r + 1) * m // args.repeats
         t0 = time.perf_counter()
-        seed += [decode.greedy_reference(p, tokens[i], tv, t_dec) for i in range(lo, hi)]
+        seed += [search.greedy_reference(p, tokens[i], tv, t_dec, model, lengths[i]) for i in range(lo, hi)]
         t_seed += time.perf_counter() - t0
     t_batched = statistics.median(times)
     chars = sum(len(h.chars) for h in hyps)

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from minis2s import bptt, data, demo_corpus, losses, model
+from minis2s import bptt, data, demo_corpus, losses, model, models
 from minis2s.decode import decode_tokens, greedy_reference
 from minis2s.gradcheck import check_grads
 
@@ -80,6 +80,7 @@ key = jax.random.PRNGKey(0)
 init_key, shuffle_key = jax.random.split(key)
 config = model.ModelConfig(len(ds.input_vocab), len(ds.target_vocab), LATENT)
 params = model.init_params(init_key, config)
+seed = models.build(config)  # the same model as functions (encode, decode_step): what the decoders take
 for layer, leaves in params.items():
     print(f"{layer:8s}", {name: tuple(a.shape) for name, a in leaves.items()})
 print("parameters:", sum(a.size for a in jax.tree.leaves(params)))
@@ -184,7 +185,7 @@ for epoch in range(EPOCHS):
 
 # %%
 def translate(i):
-    return greedy_reference(params, ds.encoder_tokens[i], ds.target_vocab, ds.max_decoder_seq_length).rstrip("\n")
+    return greedy_reference(params, ds.encoder_tokens[i], ds.target_vocab, ds.max_decoder_seq_length, seed).rstrip("\n")
 
 
 def show(indices, title):
@@ -200,7 +201,7 @@ def show(indices, title):
 seen = show(range(8), "training pairs:")
 unseen = show(range(split_at, split_at + 8), "held-out pairs (new combinations of known words):")
 print(f"exact: {seen}/8 training, {unseen}/8 held out")
-hyps = [h.text for h in decode_tokens(params, ds.encoder_tokens, ds.target_vocab, ds.max_decoder_seq_length)]
+hyps = [h.text for h in decode_tokens(params, ds.encoder_tokens, ds.target_vocab, ds.max_decoder_seq_length, model=seed)]
 exact = [h == t[1:-1] for h, t in zip(hyps, ds.target_texts)]
 print(f"all pairs, decoded in one batch: {sum(exact[:split_at])}/{split_at} training and "
       f"{sum(exact[split_at:])}/{len(ds) - split_at} held-out pairs exact")
