@@ -56,7 +56,7 @@ def model_for(params: Params) -> Model:
 
 
 def model_of(trained) -> Model:
-    """The :class:`~minis2s.models.Model` a :class:`minis2s.checkpoint.Trained` was trained as."""
+    """The :class:`~minis2s.models.Model` a :class:`minis2s.trained.Trained` was trained as."""
     c = trained.config
     return models.build(ModelConfig(
         len(trained.input_vocab), len(trained.target_vocab), c.latent_dim,
@@ -701,7 +701,7 @@ def translate(
     batch_size: int = 256,
     first_number: int = 1,
 ) -> list[Translation]:
-    """Translate ``texts`` with a :class:`minis2s.checkpoint.Trained` model, order kept.
+    """Translate ``texts`` with a :class:`minis2s.trained.Trained` model, order kept.
 
     An empty text translates to ``""`` without running the model (the model was never
     trained on empty input). Bad inputs are handled as :func:`prepare_inputs` says.

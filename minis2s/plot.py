@@ -11,7 +11,7 @@ import math
 import os
 from pathlib import Path
 
-from .checkpoint import HISTORY_FILE
+from .run import HISTORY_FILE
 INSTALL_HINT = 'matplotlib is not installed; install it with: pip install "minis2s[plot]"'
 
 

@@ -26,7 +26,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import checkpoint
 from . import losses
 from . import models
 from . import parallel
@@ -37,7 +36,7 @@ from .data import Dataset
 from .model import make_apply
 from .models import ModelConfig, Params
 from .progress import Progress
-from .run import TrainState, data_fingerprint, initial_state, load_state, save_state
+from .run import TrainState, data_fingerprint, initial_state, list_checkpoints, load_state, save_state
 
 Batch = dict[str, jax.Array]
 
@@ -421,7 +420,7 @@ class _Saver:
         self.out, self.config, self.data, self.extra = out, config, data, extra
         self.last: str | None = None
         if out is not None:
-            found = checkpoint.list_checkpoints(out)
+            found = list_checkpoints(out)
             self.last = str(found[-1][1]) if found else None
 
     def save(self, state: TrainState) -> None:
