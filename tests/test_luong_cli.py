@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from minis2s import alignment, checkpoint, cli, data, decode, models, run, train
+from minis2s import alignment, checkpoint, cli, data, decode, models, train
+from minis2s.run import HISTORY_FILE, latest_checkpoint
 from minis2s.trained import load_trained, save_trained
 from minis2s.plot import PlotError, plot_attention
 
@@ -40,11 +41,11 @@ def luong_run(tmp_path_factory):
 
 
 def test_train_and_resume_record_the_model(luong_run):
-    manifest = checkpoint.read_manifest(run.latest_checkpoint(luong_run))
+    manifest = checkpoint.read_manifest(latest_checkpoint(luong_run))
     assert manifest["config"]["model"] == "luong"
     assert manifest["config"]["bucket"] and manifest["config"]["mask_padding"]
     assert manifest["options"]["patience"] == 3
-    history = json.loads((luong_run / run.HISTORY_FILE).read_text())
+    history = json.loads((luong_run / HISTORY_FILE).read_text())
     assert len(history["val_loss"]) == 2 and all(np.isfinite(history["val_loss"]))
     trained = load_trained(luong_run)
     assert set(trained.params) == {"encoder", "decoder", "combine", "dense"}
