@@ -201,6 +201,11 @@ def test_resume_and_translate_pass_over_a_damaged_newest_checkpoint(ds, tmp_path
     assert err[0].endswith(f"the checkpoint is damaged; the newest good checkpoint is {explicit / good.name}: {command}")
     assert cli.main([*command.split()[1:], *args]) == 0
 
+    # a run resumed from the good one that then fails names that one as kept, not the damaged one
+    assert cli.main(["train", "--resume", str(out), *args, "--learning-rate", "1e38"]) == 3
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        f"training stopped. The last good checkpoint is kept: {good}. Lower --learning-rate (or check the data) and train again.")
+
     assert cli.main(["train", "--resume", str(out), *args]) == 0
     captured = capsys.readouterr()
     warnings = [line for line in captured.err.splitlines() if line.startswith("warning: ")]
