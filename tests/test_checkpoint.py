@@ -325,6 +325,21 @@ def test_a_best_checkpoint_that_is_damaged_gives_way_to_the_newest_good_one(tmp_
     assert run.resume_checkpoint(out, warn=warnings.append) == newest and len(warnings) == 1  # nothing passed over
 
 
+def test_translate_of_a_run_whose_best_checkpoint_is_damaged(tmp_path, state, ds, capsys):
+    from minis2s import cli
+
+    out = tmp_path / "run"
+    for epoch in (1, 2):
+        train.save_state(out, _at(state, epoch, epoch), CFG, ds)
+    _truncate(out / "epoch-0002" / checkpoint.PARAMS_FILE)
+    assert cli.main(["translate", str(out), "Go."]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 1
+    assert captured.err.splitlines() == [f"warning: {out}/epoch-0002/params.npz: the file does not match its SHA-256 "
+                                         f"in the manifest (its bytes changed); the checkpoint is damaged; "
+                                         f"using {out}/epoch-0001"]
+
+
 def test_no_good_checkpoint_left_is_one_line_naming_every_fault(tmp_path, state, ds):
     out = tmp_path / "run"
     for epoch in (1, 2):
