@@ -1,35 +1,31 @@
-"""Checkpoints: named arrays in ``.npz`` files (no pickle) under a verified JSON manifest.
+"""The checkpoint file format: named arrays in ``.npz`` files (no pickle) under a verified
+JSON manifest, written atomically and read back verified.
 
 A checkpoint is a directory::
 
-    manifest.json   format name and version, training config, both vocabularies, sequence
-                    lengths, training state (epoch, history, RNG key, early-stopping
-                    counters) and, for every array of every file, its shape, dtype and
-                    SHA-256
+    manifest.json   format name and version, the caller's JSON metadata (for a trained
+                    model: config, vocabularies, sequence lengths, training state; see
+                    :mod:`minis2s.run`) and, for every file and for every array of every
+                    file, its SHA-256 (arrays also with shape and dtype)
     params.npz      the model parameters, one array per leaf named by its path
                     (``encoder/kernel``)
     optimizer.npz   the optax optimizer state (training checkpoints only), flattened the
                     same way (``0/nu/encoder/kernel``) and rebuilt on load from the tree
                     structure of ``optimizer.init(params)``, never unpickled
 
+This module knows files, arrays and checksums only: what the metadata means (a model, a
+training run) is :mod:`minis2s.run` and :mod:`minis2s.trained`.
+
 **Atomic writes.** A checkpoint is written into a hidden temporary directory next to its
 final place; every file is flushed and fsynced, the temporary directory is fsynced, then
 renamed to its final name and the parent directory fsynced. A crash at any moment leaves
 either no checkpoint of that name or a complete one; hidden ``.tmp-*`` leftovers are
-ignored by every reader and removed by the next save.
+ignored by every reader and removed by the next save of a run.
 
-**Verified loads.** :func:`load` refuses, with a message naming the file and the value: a
-directory that is not a checkpoint, an unknown format version, a file whose bytes no longer
-match its SHA-256 (the manifest records one per file and one per array), a missing or extra array,
-an array whose shape or dtype differs from the manifest, an array whose bytes no longer
-match its SHA-256, and parameters whose shapes do not fit the manifest's config.
-
-**Training runs.** ``minis2s train --out RUN`` writes one checkpoint per saved epoch,
-``RUN/epoch-0007``. After each save only the newest checkpoint and the one with the
-lowest ``val_loss`` so far (Keras ``ModelCheckpoint(save_best_only=True)``) are kept;
-``RUN/history.json`` holds the per-epoch history. :func:`latest_checkpoint` finds the
-newest complete checkpoint of a run (what ``--resume`` continues from) and
-:func:`load_trained` loads the best one for translation.
+**Verified loads.** :func:`load` and :func:`verify` refuse, with a message naming the file
+and the value: a directory that is not a checkpoint, an unknown format version, a file whose
+bytes no longer match its SHA-256, a missing or extra array, an array whose shape or dtype
+differs from the manifest, and an array whose bytes no longer match its SHA-256.
 """
 
 from __future__ import annotations
@@ -38,7 +34,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -53,8 +48,6 @@ FORMAT_VERSION = 2
 MANIFEST_FILE = "manifest.json"
 PARAMS_FILE = "params.npz"
 OPTIMIZER_FILE = "optimizer.npz"
-HISTORY_FILE = "history.json"
-EPOCH_DIR = re.compile(r"^epoch-(\d+)$")
 TMP_PREFIX = ".tmp-"
 # Test hook: while a save is in progress, touch this file and sleep this many seconds, so a
 # test can SIGKILL the process in the middle of a save (``tests/test_reliability.py``).
@@ -62,7 +55,23 @@ SAVE_PAUSE_ENV = "MINIS2S_TEST_SAVE_PAUSE"
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that is missing, incomplete or does not match what is expected."""
+    """A checkpoint that is missing, incomplete or does not match what is expected.
+
+    ``checkpoint`` is the checkpoint directory concerned, when known, and ``damaged`` says
+    whether its bytes are damaged (another checkpoint of the same run may still be good).
+    """
+
+    def __init__(self, message: str, checkpoint: Path | None = None, damaged: bool = False):
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.damaged = damaged
+
+
+def damaged(directory: str | os.PathLike, what: str) -> CheckpointError:
+    """The one error for a checkpoint whose bytes changed or are cut short: ``what`` names the
+    file and the fault (``params.npz: array 'dense/bias' does not match its SHA-256 ...``)."""
+    directory = Path(directory)
+    return CheckpointError(f"{directory / what}; the checkpoint is damaged", directory, damaged=True)
 
 
 # --------------------------------------------------------------------------- pytrees <-> named arrays
@@ -249,107 +258,95 @@ def write_checkpoint(directory: str | os.PathLike, files: dict[str, dict[str, np
 # --------------------------------------------------------------------------- verified reading
 
 
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a checkpoint directory (it has a manifest; it may still be damaged)."""
+    return (Path(path) / MANIFEST_FILE).is_file()
+
+
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     """The manifest of a checkpoint directory, with format and version checked."""
     directory = Path(directory)
     if not directory.exists():
-        raise CheckpointError(f"{directory}: no such checkpoint directory")
+        raise CheckpointError(f"{directory}: no such checkpoint directory", directory)
     if not directory.is_dir():
-        raise CheckpointError(f"{directory}: is a file, not a checkpoint directory")
+        raise CheckpointError(f"{directory}: is a file, not a checkpoint directory", directory)
     path = directory / MANIFEST_FILE
     if not path.is_file():
-        raise CheckpointError(f"{directory}: not a minis2s checkpoint (no {MANIFEST_FILE})")
+        raise CheckpointError(f"{directory}: not a minis2s checkpoint (no {MANIFEST_FILE})", directory, damaged=True)
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e}); the checkpoint is damaged") from None
+        raise damaged(directory, f"{MANIFEST_FILE}: not valid JSON ({e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a minis2s checkpoint manifest")
+        raise damaged(directory, f"{MANIFEST_FILE}: not a minis2s checkpoint manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format version {manifest.get('format_version')!r}, "
-            f"this minis2s reads version {FORMAT_VERSION}"
+            f"this minis2s reads version {FORMAT_VERSION}", directory
         )
     if not isinstance(manifest.get("arrays"), dict):
-        raise CheckpointError(f"{path}: incomplete manifest (no 'arrays')")
+        raise damaged(directory, f"{MANIFEST_FILE}: incomplete manifest (no 'arrays')")
     return manifest
+
+
+def _sha_mismatch(directory: Path, fname: str, array: str | None = None) -> CheckpointError:
+    what = "the file" if array is None else f"array {array!r}"
+    return damaged(directory, f"{fname}: {what} does not match its SHA-256 in the manifest (its bytes changed)")
+
+
+def _damaged_array(directory: Path, fname: str, raw: bytes, expected: dict) -> str | None:
+    """The first array of a file that fails its SHA-256, when the file still opens."""
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            for k in z.files:
+                e = expected.get(k)
+                if e and array_sha256(z[k]) != e["sha256"]:
+                    return k
+    except Exception:  # the file no longer opens: the file's own checksum is the message
+        pass
+    return None
 
 
 def read_arrays(directory: str | os.PathLike, fname: str, manifest: dict[str, Any]) -> dict[str, np.ndarray]:
     """The arrays of one file, each checked against the manifest's shape, dtype and SHA-256."""
-    path = Path(directory) / fname
+    directory = Path(directory)
     expected = manifest["arrays"].get(fname)
     if expected is None:
-        raise CheckpointError(f"{Path(directory) / MANIFEST_FILE}: lists no {fname}")
+        raise damaged(directory, f"{MANIFEST_FILE}: lists no {fname}")
+    path = directory / fname
     if not path.is_file():
-        raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
+        raise damaged(directory, f"{fname}: missing")
     raw = path.read_bytes()
     want = manifest.get("files", {}).get(fname)
     if want is not None and hashlib.sha256(raw).hexdigest() != want:
-        # name the damaged array when the file still opens; else report the file
-        try:
-            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-                for k in z.files:
-                    e = expected.get(k)
-                    if e and array_sha256(z[k]) != e["sha256"]:
-                        raise CheckpointError(
-                            f"{path}: array {k!r} does not match its SHA-256 in the manifest (its bytes changed); "
-                            "the checkpoint is damaged, use another one"
-                        )
-        except CheckpointError:
-            raise
-        except Exception:
-            pass
-        raise CheckpointError(
-            f"{path}: the file does not match its SHA-256 in the manifest (its bytes changed); "
-            "the checkpoint is damaged, use another one"
-        )
+        raise _sha_mismatch(directory, fname, _damaged_array(directory, fname, raw, expected))
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except Exception as e:  # a damaged zip raises many kinds (BadZipFile, zlib.error, ValueError, ...)
-        raise CheckpointError(f"{path}: unreadable ({type(e).__name__}: {e}); the checkpoint is damaged") from None
+        raise damaged(directory, f"{fname}: unreadable ({type(e).__name__}: {e})") from None
     if set(arrays) != set(expected):
-        raise CheckpointError(
-            f"{path}: holds arrays {sorted(arrays)}, the manifest lists {sorted(expected)}; the checkpoint is damaged"
-        )
+        raise damaged(directory, f"{fname}: holds arrays {sorted(arrays)}, the manifest lists {sorted(expected)}")
     for name, a in arrays.items():
         e = expected[name]
         if list(a.shape) != list(e["shape"]) or str(a.dtype) != e["dtype"]:
-            raise CheckpointError(
-                f"{path}: array {name!r} is {a.dtype}{list(a.shape)}, the manifest says {e['dtype']}{e['shape']}"
-            )
+            raise damaged(directory, f"{fname}: array {name!r} is {a.dtype}{list(a.shape)}, "
+                                     f"the manifest says {e['dtype']}{e['shape']}")
         if array_sha256(a) != e["sha256"]:
-            raise CheckpointError(
-                f"{path}: array {name!r} does not match its SHA-256 in the manifest (its bytes changed); "
-                "the checkpoint is damaged, use another one"
-            )
+            raise _sha_mismatch(directory, fname, name)
     return arrays
 
 
-def expected_param_shapes(meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    """Parameter shapes the manifest's config and vocabularies call for."""
-    from .models import ModelConfig, param_shapes
+def verify(directory: str | os.PathLike, files=None) -> dict[str, Any]:
+    """Read every file of a checkpoint (or only ``files``, e.g. ``[PARAMS_FILE]`` for
+    translating) and check it against the manifest; return the manifest.
 
-    c = meta["config"]
-    return param_shapes(ModelConfig(
-        len(meta["input_chars"]), len(meta["target_chars"]), int(c["latent_dim"]),
-        c.get("model", "seed"), c.get("cell", "lstm"), bool(c.get("attention_scale", False)),
-    ))
-
-
-def _check_param_shapes(directory: Path, flat: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    try:
-        want = expected_param_shapes(meta)
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{directory / MANIFEST_FILE}: incomplete ({e!r})") from None
-    got = {k: tuple(v.shape) for k, v in flat.items()}
-    if got != want:
-        diff = [f"{k} is {list(got[k]) if k in got else 'missing'}, the config needs {list(want[k]) if k in want else 'none'}" for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k)]
-        raise CheckpointError(
-            f"{directory}: parameter shapes do not fit the config (latent_dim={meta['config'].get('latent_dim')}, "
-            f"{len(meta['input_chars'])} input and {len(meta['target_chars'])} target characters): " + "; ".join(diff[:4])
-        )
+    Raises :class:`CheckpointError` (``damaged`` set when bytes changed) on the first fault.
+    """
+    manifest = read_manifest(directory)
+    for fname in manifest["arrays"] if files is None else files:
+        read_arrays(directory, fname, manifest)
+    return manifest
 
 
 def save(directory: str | os.PathLike, params: dict, meta: dict[str, Any], opt_state=None) -> Path:
@@ -361,17 +358,11 @@ def save(directory: str | os.PathLike, params: dict, meta: dict[str, Any], opt_s
 
 
 def load(directory: str | os.PathLike) -> tuple[dict, dict[str, Any]]:
-    """Load and verify ``(params, manifest)`` written by :func:`save`; params are numpy arrays.
-
-    When the manifest carries a config and vocabularies, the parameter shapes are checked
-    against them too. A training run directory loads its best checkpoint (:func:`resolve`).
-    """
-    directory = resolve(directory)
+    """Load and verify ``(params, manifest)`` of a checkpoint directory written by :func:`save`;
+    params are numpy arrays. (A run directory, or a check of the shapes against the model the
+    manifest describes: :func:`minis2s.trained.load`.)"""
     manifest = read_manifest(directory)
-    flat = read_arrays(directory, PARAMS_FILE, manifest)
-    if "config" in manifest and "input_chars" in manifest:
-        _check_param_shapes(directory, flat, manifest)
-    return unflatten(flat), manifest
+    return unflatten(read_arrays(directory, PARAMS_FILE, manifest)), manifest
 
 
 def load_optimizer_state(directory: str | os.PathLike, manifest: dict[str, Any], template):
@@ -379,147 +370,3 @@ def load_optimizer_state(directory: str | os.PathLike, manifest: dict[str, Any],
     (``optimizer.init(params)``)."""
     named = read_arrays(directory, OPTIMIZER_FILE, manifest)
     return named_to_tree(named, template, what=f"{Path(directory) / OPTIMIZER_FILE}:")
-
-
-# --------------------------------------------------------------------------- training runs
-
-
-def epoch_dir(run_dir: str | os.PathLike, epoch: int) -> Path:
-    return Path(run_dir) / f"epoch-{epoch:04d}"
-
-
-def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """``(epoch, path)`` of every finished (renamed) epoch checkpoint, oldest first."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return []
-    found = []
-    for p in run_dir.iterdir():
-        m = EPOCH_DIR.match(p.name)
-        if m and p.is_dir():
-            found.append((int(m.group(1)), p))
-    return sorted(found)
-
-
-def is_checkpoint(path: str | os.PathLike) -> bool:
-    return (Path(path) / MANIFEST_FILE).is_file()
-
-
-def latest_checkpoint(run_dir: str | os.PathLike) -> Path:
-    """The newest complete epoch checkpoint of a run directory.
-
-    Temporary directories of an interrupted save are never considered. A newest checkpoint
-    that fails verification is reported, not skipped silently.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.exists():
-        raise CheckpointError(f"{run_dir}: no such directory")
-    if not run_dir.is_dir():
-        raise CheckpointError(f"{run_dir}: is a file, not a training run directory")
-    found = list_checkpoints(run_dir)
-    if not found:
-        raise CheckpointError(f"{run_dir}: holds no checkpoint (no epoch-NNNN directory); nothing to resume")
-    return found[-1][1]
-
-
-def best_checkpoint(run_dir: str | os.PathLike) -> Path:
-    """The checkpoint with the lowest ``val_loss`` of a run, as the newest manifest records it."""
-    latest = latest_checkpoint(run_dir)
-    manifest = read_manifest(latest)
-    best = manifest.get("training", {}).get("best_epoch")
-    if best:
-        p = epoch_dir(run_dir, int(best))
-        if p.is_dir():
-            return p
-    return latest
-
-
-def prune(run_dir: str | os.PathLike, keep: set[int]) -> None:
-    """Delete epoch checkpoints not in ``keep`` and leftovers of interrupted saves."""
-    run_dir = Path(run_dir)
-    for epoch, p in list_checkpoints(run_dir):
-        if epoch not in keep:
-            # hide it with one atomic rename first: a crash mid-delete leaves no half checkpoint
-            hidden = run_dir / f"{TMP_PREFIX}del-{p.name}.{os.getpid()}"
-            os.replace(p, hidden)
-            shutil.rmtree(hidden, ignore_errors=True)
-    for p in run_dir.glob(TMP_PREFIX + "*"):
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-
-
-def write_history(path: str | os.PathLike, history: dict) -> None:
-    atomic_write_bytes(path, (json.dumps(history, indent=1) + "\n").encode())
-
-
-# --------------------------------------------------------------------------- trained models
-
-
-class Trained:
-    """A trained model as ``translate`` needs it: params, config, vocabularies, lengths.
-
-    ``path`` is the checkpoint directory it came from, ``epoch`` the epochs it was trained
-    for (0 when unknown), ``manifest`` the full manifest.
-    """
-
-    def __init__(self, params, config, input_vocab, target_vocab, max_encoder_seq_length, max_decoder_seq_length,
-                 path=None, epoch=0, manifest=None):
-        self.params = params
-        self.config = config
-        self.input_vocab = input_vocab
-        self.target_vocab = target_vocab
-        self.max_encoder_seq_length = max_encoder_seq_length
-        self.max_decoder_seq_length = max_decoder_seq_length
-        self.path = path
-        self.epoch = epoch
-        self.manifest = manifest or {}
-
-
-def model_meta(config, data) -> dict[str, Any]:
-    """The manifest fields that describe a model: config, vocabularies and lengths."""
-    return {
-        "config": config.to_dict(),
-        "input_chars": list(data.input_vocab.chars),
-        "target_chars": list(data.target_vocab.chars),
-        "max_encoder_seq_length": data.max_encoder_seq_length,
-        "max_decoder_seq_length": data.max_decoder_seq_length,
-    }
-
-
-def save_trained(directory, params, config, data, extra: dict | None = None, opt_state=None) -> Path:
-    """Save params with the config and the dataset's vocabularies and lengths."""
-    return save(directory, params, {**model_meta(config, data), **(extra or {})}, opt_state)
-
-
-def resolve(directory: str | os.PathLike) -> Path:
-    """A checkpoint directory as given, or the best checkpoint of a training run directory."""
-    directory = Path(directory)
-    if directory.is_dir() and not is_checkpoint(directory) and list_checkpoints(directory):
-        return best_checkpoint(directory)
-    return directory
-
-
-def load_trained(directory) -> Trained:
-    """Load a checkpoint directory, or the best (lowest ``val_loss``) checkpoint of a run
-    directory written by ``minis2s train --out DIR``."""
-    from .data import Vocab
-    from .config import Config
-
-    path = resolve(directory)
-    params, meta = load(path)
-    try:
-        return Trained(
-            params=params,
-            config=Config.from_dict(meta["config"]),
-            input_vocab=Vocab(tuple(meta["input_chars"])),
-            target_vocab=Vocab(tuple(meta["target_chars"])),
-            max_encoder_seq_length=int(meta["max_encoder_seq_length"]),
-            max_decoder_seq_length=int(meta["max_decoder_seq_length"]),
-            path=path,
-            epoch=int(meta.get("training", {}).get("epoch", 0)),
-            manifest=meta,
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}/{MANIFEST_FILE}: incomplete ({e!r})") from None

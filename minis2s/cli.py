@@ -8,7 +8,8 @@ import math
 import sys
 from pathlib import Path
 
-from . import checkpoint, resources, runlock
+from . import checkpoint, resources, run, runlock
+from . import trained as trained_mod
 from .data import DataError
 
 
@@ -198,11 +199,11 @@ def _run_train(args, held: contextlib.ExitStack) -> int:
         if args.out is not None:
             raise UsageError("--resume DIR continues training in DIR; leave out --out")
         resume = Path(args.resume)
-        explicit = checkpoint.is_checkpoint(resume)
+        explicit = checkpoint.is_checkpoint(resume) or bool(run.EPOCH_DIR.match(resume.name))
         out = resume.parent if explicit else resume
         if writer and out.is_dir():  # before reading: a run training there prunes what we would read
             held.enter_context(runlock.hold(out, "wait for it to end, then resume"))
-        ckpt = resume if explicit else checkpoint.latest_checkpoint(resume)
+        ckpt = run.resume_checkpoint(resume)  # verified; a run passes over damaged ones with a warning
         manifest = checkpoint.read_manifest(ckpt)
         try:
             saved = Config.from_dict(manifest["config"])
@@ -231,13 +232,7 @@ def _run_train(args, held: contextlib.ExitStack) -> int:
             raise UsageError(f"{ckpt} does not record its training data; pass --data PATH")
         path = data_mod.resolve_data(args.data or recorded)
         ds = _load_data(path, config.num_samples)
-        try:
-            _, state, _ = load_state(ckpt, ds)
-        except checkpoint.CheckpointError as e:
-            older = [p for _, p in checkpoint.list_checkpoints(out) if p != ckpt]
-            if older and "data differs" not in str(e):
-                raise checkpoint.CheckpointError(f"{e}. An older checkpoint exists: --resume {older[-1]}") from None
-            raise
+        _, state, _ = load_state(ckpt, ds)
         if config.learning_rate != saved.learning_rate:
             print(f"note: learning rate changed from {saved.learning_rate:g} to {config.learning_rate:g}", file=sys.stderr)
         print(f"Resuming {out}/ from {ckpt.name}: {state.epoch} of {config.epochs} epochs done", flush=True)
@@ -253,7 +248,7 @@ def _run_train(args, held: contextlib.ExitStack) -> int:
             for name in (*_FIXED_ON_RESUME, "epochs", "learning_rate")
         })
         out = Path(args.out or "runs/seed")
-        existing = checkpoint.list_checkpoints(out)
+        existing = run.list_checkpoints(out)
         if existing:
             with runlock.hold(out):  # a run still training there is the better message
                 pass
@@ -280,7 +275,7 @@ def _run_train(args, held: contextlib.ExitStack) -> int:
     if writer and not args.resume:  # before any work: the run directory must be writable and ours alone
         _check_writable(out)
         held.enter_context(runlock.hold(out))
-        found = checkpoint.list_checkpoints(out)
+        found = run.list_checkpoints(out)
         if found:  # another run wrote here after the check above
             raise UsageError(f"{out} already holds a training run ({found[-1][1].name}); continue it with "
                              f"--resume {out}, or choose another --out")
@@ -323,8 +318,8 @@ def _train_and_report(args, config, ds, path, out, state, options, mesh, writer)
     model = models.build(model_config(config, ds))
     if not writer:
         return 0
-    found = [p.name for _, p in checkpoint.list_checkpoints(out)]
-    best = checkpoint.best_checkpoint(out).name if found else None
+    found = [p.name for _, p in run.list_checkpoints(out)]
+    best = run.best_checkpoint(out).name if found else None
     print(f"Saved checkpoints to {out}/ ({', '.join(found)}; best by val_loss: {best}) and {out}/history.json")
     for i in range(min(args.show, len(ds))):
         enc = ds.encoder_tokens[i]
@@ -523,7 +518,7 @@ def run_translate(args) -> int:
     if not args.sample and (args.samples != 1 or args.temperature != 1.0):
         print("minis2s translate: error: --samples and --temperature need --sample", file=sys.stderr)
         return 2
-    trained = checkpoint.load_trained(args.checkpoint)
+    trained = trained_mod.load_trained(args.checkpoint)
     decode.check_trained(trained, args.checkpoint)
     if args.attention_plot:  # refuse before translating: a model without attention, no matplotlib
         from . import alignment, plot
@@ -629,7 +624,7 @@ def run_evaluate(args) -> int:
     from . import decode, metrics
     from .train import split_train_val
 
-    trained = checkpoint.load_trained(args.checkpoint)
+    trained = trained_mod.load_trained(args.checkpoint, "minis2s evaluate")
     decode.check_trained(trained, args.checkpoint)
     config = trained.config
     num_samples = config.num_samples if args.num_samples is None else args.num_samples

@@ -11,7 +11,7 @@ import math
 import os
 from pathlib import Path
 
-from .checkpoint import HISTORY_FILE
+from .run import HISTORY_FILE
 INSTALL_HINT = 'matplotlib is not installed; install it with: pip install "minis2s[plot]"'
 
 
@@ -72,15 +72,15 @@ def run_title(history_path: str | os.PathLike) -> str:
     Read from the config in the newest checkpoint's manifest beside ``history.json``; a
     history without checkpoints (or with an unreadable one) gets the run's name alone.
     """
-    from . import checkpoint
+    from . import checkpoint, run
 
     path = Path(history_path)
     run_dir = path.parent if path.name == HISTORY_FILE or path.is_file() else path
     try:
-        manifest = checkpoint.read_manifest(checkpoint.list_checkpoints(run_dir)[-1][1])
+        manifest = checkpoint.read_manifest(run.list_checkpoints(run_dir)[-1][1])
         config = manifest["config"]
         model, cell, latent = config["model"], config.get("cell", "lstm"), config["latent_dim"]
-    except Exception:  # no checkpoint, or one this version cannot read: the name still says which run
+    except (IndexError, KeyError, TypeError, ValueError, OSError):  # no checkpoint, or one this version cannot read (CheckpointError is a ValueError): the name still says which run
         return str(run_dir)
     n = config.get("num_samples")
     data_file = Path(str((manifest.get("data") or {}).get("path") or "")).name

@@ -67,18 +67,27 @@ def _describe(info: dict) -> str:
     return f"process {info['pid']} on {info.get('host', '?')}{when}"
 
 
+def _os_lock(fd: int) -> None:
+    """The operating system's non-blocking exclusive lock on ``fd``; ``OSError`` when refused.
+
+    Its own function so that a test can stand in for a file system without locking (one
+    that answers ``ENOLCK``) and reach the PID fallback of :func:`hold` on any machine.
+    """
+    if sys.platform == "win32":
+        import msvcrt
+
+        os.lseek(fd, _WINDOWS_OFFSET, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 def _try_lock(fd: int) -> bool | None:
     """Lock ``fd`` without waiting: True (locked), False (held elsewhere), None (no locking here)."""
     try:
-        if sys.platform == "win32":
-            import msvcrt
-
-            os.lseek(fd, _WINDOWS_OFFSET, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        else:
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _os_lock(fd)
         return True
     except OSError as e:
         if e.errno in _BUSY:

@@ -26,7 +26,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import checkpoint
 from . import losses
 from . import models
 from . import parallel
@@ -37,7 +36,7 @@ from .data import Dataset
 from .model import make_apply
 from .models import ModelConfig, Params
 from .progress import Progress
-from .run import TrainState, data_fingerprint, initial_state, load_state, save_state
+from .run import TrainState, data_fingerprint, initial_state, list_checkpoints, load_state, save_state
 
 Batch = dict[str, jax.Array]
 
@@ -417,11 +416,11 @@ class _Saver:
     """Writes the run's checkpoints (or nothing, without a run directory) and remembers the
     last one written, for the message when training has to stop."""
 
-    def __init__(self, out, config: Config, data: Dataset, extra: dict | None):
+    def __init__(self, out, config: Config, data: Dataset, extra: dict | None, start: int = 0):
         self.out, self.config, self.data, self.extra = out, config, data, extra
         self.last: str | None = None
-        if out is not None:
-            found = checkpoint.list_checkpoints(out)
+        if out is not None:  # the checkpoint this run starts from, not a newer damaged one it passed over
+            found = [(e, p) for e, p in list_checkpoints(out) if e <= start]
             self.last = str(found[-1][1]) if found else None
 
     def save(self, state: TrainState) -> None:
@@ -489,7 +488,7 @@ def fit(
     params, opt_state = parallel.replicate((state.params, state.opt_state), mesh)
     val_idx = np.arange(split_at, len(data))
     val_batches = list(batches_of(val_idx))  # the same every epoch: built and placed once
-    saver = _Saver(out, config, data, checkpoint_extra)
+    saver = _Saver(out, config, data, checkpoint_extra, state.epoch)
 
     for epoch in range(state.epoch, config.epochs):
         t0 = time.perf_counter()

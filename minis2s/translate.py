@@ -1,6 +1,6 @@
 """Text in, text out: translate English with a trained checkpoint.
 
-A :class:`minis2s.checkpoint.Trained` names its model (:func:`model_of`), so nothing here
+A :class:`minis2s.trained.Trained` names its model (:func:`model_of`), so nothing here
 takes a model separately. :func:`prepare_inputs` checks every text against the encoder's
 vocabulary and length and says exactly what is wrong with text that does not fit (or
 repairs or skips it, as ``--on-error`` asks); :func:`translate` and
@@ -37,7 +37,7 @@ def model_config_of(trained) -> ModelConfig:
 
 
 def model_of(trained) -> Model:
-    """The :class:`~minis2s.models.Model` a :class:`minis2s.checkpoint.Trained` was trained as."""
+    """The :class:`~minis2s.models.Model` a :class:`minis2s.trained.Trained` was trained as."""
     return models.build(model_config_of(trained))
 
 
@@ -189,7 +189,7 @@ def translate(
     batch_size: int = 256,
     first_number: int = 1,
 ) -> list[Translation]:
-    """Translate ``texts`` with a :class:`minis2s.checkpoint.Trained` model, order kept.
+    """Translate ``texts`` with a :class:`minis2s.trained.Trained` model, order kept.
 
     A blank text (empty or whitespace only) translates to ``""`` without running the model
     (the model was never trained on such input). Bad inputs are handled as

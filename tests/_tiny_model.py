@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from minis2s import checkpoint, data, train
+from minis2s import data, run, train, trained
 
 # latent 32, lr 5e-3, 100 epochs of 14 batches (1,400 steps): ~10-15 s on 2 cores; the
 # outputs are imperfect but varied (~30 distinct of 140) and all end in "\n".
@@ -25,6 +25,6 @@ def tiny_model():
 def save_tiny_checkpoint(directory: Path) -> Path:
     """Write the tiny model as ``minis2s train`` would: a checkpoint and its history."""
     params, ds, config, history = tiny_model()
-    checkpoint.save_trained(directory, params, config, ds)
-    checkpoint.write_history(Path(directory) / checkpoint.HISTORY_FILE, history)
+    trained.save_trained(directory, params, config, ds)
+    run.write_history(Path(directory) / run.HISTORY_FILE, history)
     return Path(directory)

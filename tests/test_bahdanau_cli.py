@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 
-from minis2s import checkpoint
+from minis2s.run import latest_checkpoint
+from minis2s.trained import load_trained
 from tests._cli import run
 
 
@@ -14,14 +15,14 @@ def test_train_resume_translate_evaluate(tmp_path, two_column_file):
     rc, text, err = run(["train", "--model", "bahdanau", *common, "--epochs", "2", "--out", str(out)])
     assert rc == 0, err
     assert "Epoch 2/2" in text
-    t = checkpoint.load_trained(checkpoint.latest_checkpoint(out))
+    t = load_trained(latest_checkpoint(out))
     assert t.config.model == "bahdanau" and t.epoch == 2
     assert t.params["attention"]["scale"].shape == (8,)
 
     rc, text, err = run(["train", "--resume", str(out), "--epochs", "3", "--show", "0"])
     assert rc == 0, err
     assert "Epoch 3/3" in text and "Epoch 1/3" not in text
-    assert checkpoint.load_trained(checkpoint.latest_checkpoint(out)).epoch == 3
+    assert load_trained(latest_checkpoint(out)).epoch == 3
 
     for extra in ([], ["--beam", "2"]):
         rc, text, err = run(["translate", str(out), "Go.", "Hi.", *extra])

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from minis2s import checkpoint, data, train
+from minis2s import checkpoint, data, run, train, trained
 from minis2s.checkpoint import CheckpointError
 from tests.conftest import assert_trees_equal
 
@@ -38,6 +38,12 @@ def state(ds):
 @pytest.fixture
 def ckpt(tmp_path, state, ds) -> Path:
     return Path(train.save_state(tmp_path / "run", state, CFG, ds))
+
+
+def _at(state, epoch: int, best: int):
+    """``state`` relabelled as epoch ``epoch`` with best epoch ``best`` (a history that long)."""
+    return train.TrainState(**{**state.__dict__, "epoch": epoch, "best_epoch": best,
+                               "history": {k: [1.0] * epoch for k in train.HISTORY_KEYS}})
 
 
 def _rewrite_manifest(path: Path, edit) -> None:
@@ -78,9 +84,9 @@ def test_manifest_lists_version_config_vocab_shapes_and_checksums(ckpt, ds):
 
 
 def test_load_trained_from_checkpoint_and_from_run_dir(ckpt):
-    t = checkpoint.load_trained(ckpt)
+    t = trained.load_trained(ckpt)
     assert t.config == CFG and t.epoch == 1 and t.path == ckpt
-    t2 = checkpoint.load_trained(ckpt.parent)  # a run directory: its best checkpoint
+    t2 = trained.load_trained(ckpt.parent)  # a run directory: its best checkpoint
     assert t2.path == ckpt
     np.testing.assert_array_equal(t.params["dense"]["kernel"], t2.params["dense"]["kernel"])
 
@@ -134,13 +140,13 @@ def test_wrong_version_is_refused(ckpt):
 def test_shapes_that_do_not_fit_the_config_are_refused(ckpt):
     _rewrite_manifest(ckpt, lambda m: m["config"].update(latent_dim=5))
     with pytest.raises(CheckpointError, match=r"do not fit the config \(latent_dim=5.*decoder/bias is \[16\], the config needs \[20\]"):
-        checkpoint.load_trained(ckpt)
+        trained.load_trained(ckpt)
 
 
 def test_vocabulary_that_does_not_fit_the_arrays_is_refused(ckpt):
     _rewrite_manifest(ckpt, lambda m: m.update(target_chars=m["target_chars"][:-1]))
     with pytest.raises(CheckpointError, match="do not fit the config"):
-        checkpoint.load_trained(ckpt)
+        trained.load_trained(ckpt)
 
 
 def test_array_shape_differing_from_manifest_is_refused(ckpt):
@@ -186,7 +192,7 @@ def test_pickled_arrays_are_never_loaded(ckpt):
 )
 def test_not_a_checkpoint(tmp_path, make, message):
     with pytest.raises(CheckpointError, match=message):
-        checkpoint.load_trained(make(tmp_path))
+        trained.load_trained(make(tmp_path))
 
 
 def test_invalid_manifest_json_is_refused(ckpt):
@@ -196,8 +202,8 @@ def test_invalid_manifest_json_is_refused(ckpt):
 
 
 def test_a_failed_save_leaves_no_checkpoint_and_the_old_one_intact(tmp_path, state, ds, monkeypatch):
-    run = tmp_path / "run"
-    first = Path(train.save_state(run, state, CFG, ds))
+    out = tmp_path / "run"
+    first = Path(train.save_state(out, state, CFG, ds))
     before = (first / "params.npz").read_bytes()
     calls = []
     real = checkpoint._write_synced
@@ -211,38 +217,200 @@ def test_a_failed_save_leaves_no_checkpoint_and_the_old_one_intact(tmp_path, sta
     monkeypatch.setattr(checkpoint, "_write_synced", failing)
     later = train.TrainState(**{**state.__dict__, "epoch": 2})
     with pytest.raises(OSError, match="No space left"):
-        train.save_state(run, later, CFG, ds)
-    assert [p.name for _, p in checkpoint.list_checkpoints(run)] == ["epoch-0001"]
-    assert not list(run.glob(".tmp-*")), "the temporary directory is cleaned up"
+        train.save_state(out, later, CFG, ds)
+    assert [p.name for _, p in run.list_checkpoints(out)] == ["epoch-0001"]
+    assert not list(out.glob(".tmp-*")), "the temporary directory is cleaned up"
     assert (first / "params.npz").read_bytes() == before
-    assert checkpoint.latest_checkpoint(run) == first
+    assert run.latest_checkpoint(out) == first
 
 
-def test_only_latest_and_best_are_kept(tmp_path, state, ds):
-    run = tmp_path / "run"
-    for epoch, best in [(1, 1), (2, 1), (3, 1), (4, 4)]:
-        s = train.TrainState(**{**state.__dict__, "epoch": epoch, "best_epoch": best,
-                                "history": {k: [1.0] * epoch for k in train.HISTORY_KEYS}})
-        train.save_state(run, s, CFG, ds)
+def test_latest_and_best_are_kept_and_never_fewer_than_two(tmp_path, state, ds):
+    """The newest and the best checkpoint are kept; when they are one, so is the one before it."""
+    out = tmp_path / "run"
+    kept = []
+    for epoch, best in [(1, 1), (2, 1), (3, 1), (4, 4), (5, 4), (6, 6)]:
+        train.save_state(out, _at(state, epoch, best), CFG, ds)
+        kept.append([e for e, _ in run.list_checkpoints(out)])
         if epoch == 3:
-            assert [e for e, _ in checkpoint.list_checkpoints(run)] == [1, 3]
-            assert checkpoint.best_checkpoint(run).name == "epoch-0001"
-    assert [e for e, _ in checkpoint.list_checkpoints(run)] == [4]
-    assert json.loads((run / "history.json").read_text())["loss"] == [1.0] * 4
+            assert run.best_checkpoint(out).name == "epoch-0001"
+    assert kept == [[1], [1, 2], [1, 3], [3, 4], [4, 5], [5, 6]]
+    assert json.loads((out / "history.json").read_text())["loss"] == [1.0] * 6
 
 
 def test_replacing_a_checkpoint_directory(tmp_path, state, ds):
     d = tmp_path / "model"
-    checkpoint.save_trained(d, state.params, CFG, ds)
+    trained.save_trained(d, state.params, CFG, ds)
     params2 = jax.tree.map(lambda p: p + 1.0, state.params)
-    checkpoint.save_trained(d, params2, CFG, ds)
-    t = checkpoint.load_trained(d)
+    trained.save_trained(d, params2, CFG, ds)
+    t = trained.load_trained(d)
     np.testing.assert_array_equal(t.params["dense"]["bias"], np.asarray(params2["dense"]["bias"]))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     assert math.isclose(float(t.params["dense"]["bias"][0]), 1.0)
 
 
 def test_load_accepts_a_run_directory(ckpt):
-    params, manifest = checkpoint.load(ckpt.parent)
+    params, manifest = trained.load(ckpt.parent)
     assert manifest["training"]["epoch"] == 1
-    assert checkpoint.resolve(ckpt.parent) == ckpt
+    assert trained.resolve(ckpt.parent) == ckpt
+    with pytest.raises(CheckpointError, match="not a minis2s checkpoint"):  # the format layer reads one checkpoint
+        checkpoint.load(ckpt.parent)
+
+
+# --------------------------------------------------------------------------- a run is never left without a good checkpoint
+
+
+def _truncate(f: Path) -> None:
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+
+
+def _flip(f: Path) -> None:
+    raw = bytearray(f.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    f.write_bytes(bytes(raw))
+
+
+DAMAGE = {"truncated": _truncate, "flipped": _flip, "deleted": Path.unlink}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+@pytest.mark.parametrize("fname", [checkpoint.MANIFEST_FILE, checkpoint.PARAMS_FILE, checkpoint.OPTIMIZER_FILE])
+def test_a_damaged_newest_checkpoint_leaves_a_good_one(tmp_path, state, ds, fname, damage):
+    """Epoch 2 is both the newest and the best; damaging any file of it any way still leaves
+    epoch 1, which resuming and translating each find and name, and naming epoch 2 itself
+    gives a command that works."""
+    out = tmp_path / "run"
+    for epoch in (1, 2):  # each one the best so far
+        train.save_state(out, _at(state, epoch, epoch), CFG, ds)
+    older, newest = [p for _, p in run.list_checkpoints(out)]
+    DAMAGE[damage](newest / fname)
+
+    warnings: list[str] = []
+    assert run.resume_checkpoint(out, warn=warnings.append) == older  # --resume RUN
+    translating_needs_it = fname != checkpoint.OPTIMIZER_FILE  # translate reads no optimizer state
+    translated = trained.load_trained(out, warn=warnings.append).path  # translate RUN
+    assert translated == (older if translating_needs_it else newest)
+    assert len(warnings) == 1 + translating_needs_it
+    for line in warnings:
+        assert line.startswith(f"{newest}") and line.endswith(f"; using {older}") and "\n" not in line
+        assert fname in line or (damage == "deleted" and fname == checkpoint.MANIFEST_FILE)
+
+    loaders = [(run.resume_checkpoint, "minis2s train --resume")]
+    if translating_needs_it:
+        loaders.append((trained.load_trained, "minis2s translate"))
+    else:
+        assert trained.load_trained(newest).epoch == 2
+    for load, command in loaders:
+        with pytest.raises(CheckpointError) as e:
+            load(newest)  # named explicitly: refused, with the way out
+        message = str(e.value)
+        assert message.startswith(str(newest)) and "\n" not in message
+        assert message.endswith(f"; the newest good checkpoint is {older}: {command} {older}")
+    # the commands named work: that checkpoint verifies and loads
+    assert run.resume_checkpoint(older) == older
+    assert trained.load_trained(older).epoch == 1
+    _, s, _ = train.load_state(older, ds)
+    assert s.epoch == 1
+
+
+def test_a_best_checkpoint_that_is_damaged_gives_way_to_the_newest_good_one(tmp_path, state, ds):
+    out = tmp_path / "run"
+    for epoch, best in [(1, 1), (2, 1), (3, 1)]:
+        train.save_state(out, _at(state, epoch, best), CFG, ds)
+    best, newest = [p for _, p in run.list_checkpoints(out)]
+    assert trained.resolve(out) == best
+    _flip(best / checkpoint.PARAMS_FILE)
+    warnings: list[str] = []
+    assert trained.load_trained(out, warn=warnings.append).path == newest
+    assert len(warnings) == 1 and warnings[0].startswith(f"{best}/params.npz: ") and warnings[0].endswith(f"using {newest}")
+    assert run.resume_checkpoint(out, warn=warnings.append) == newest and len(warnings) == 1  # nothing passed over
+
+
+def test_translate_of_a_run_whose_best_checkpoint_is_damaged(tmp_path, state, ds, capsys):
+    from minis2s import cli
+
+    out = tmp_path / "run"
+    for epoch in (1, 2):
+        train.save_state(out, _at(state, epoch, epoch), CFG, ds)
+    _truncate(out / "epoch-0002" / checkpoint.PARAMS_FILE)
+    assert cli.main(["translate", str(out), "Go."]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 1
+    assert captured.err.splitlines() == [f"warning: {out}/epoch-0002/params.npz: the file does not match its SHA-256 "
+                                         f"in the manifest (its bytes changed); the checkpoint is damaged; "
+                                         f"using {out}/epoch-0001"]
+
+
+def test_no_good_checkpoint_left_is_one_line_naming_every_fault(tmp_path, state, ds):
+    out = tmp_path / "run"
+    for epoch in (1, 2):
+        train.save_state(out, _at(state, epoch, epoch), CFG, ds)
+    for _, p in run.list_checkpoints(out):
+        _truncate(p / checkpoint.PARAMS_FILE)
+    for load in (run.resume_checkpoint, trained.load_trained):
+        with pytest.raises(CheckpointError, match=rf"{out}: no checkpoint verifies \(.*epoch-0002/params.npz.*; "
+                                                  rf".*epoch-0001/params.npz.*\); start a new run: minis2s train --out"):
+            load(out)
+
+
+def test_pruning_never_deletes_the_only_verified_checkpoint(tmp_path, state, ds):
+    out = tmp_path / "run"
+    for epoch in (1, 2):
+        train.save_state(out, _at(state, epoch, epoch), CFG, ds)
+    older, newest = [p for _, p in run.list_checkpoints(out)]
+    _truncate(newest / checkpoint.PARAMS_FILE)
+    run.prune(out, keep={2})
+    assert [p for _, p in run.list_checkpoints(out)] == [older, newest]
+    run.prune(out, keep={1})  # a kept one verifies: the rest may go
+    assert [p for _, p in run.list_checkpoints(out)] == [older]
+
+
+def test_a_save_that_does_not_read_back_deletes_nothing(tmp_path, state, ds, monkeypatch):
+    """A write that lands damaged (a failing disk) is caught by reading it back, before
+    pruning: the older checkpoints stay and the error says so."""
+    out = tmp_path / "run"
+    for epoch in (1, 2):
+        train.save_state(out, _at(state, epoch, epoch), CFG, ds)
+    real = checkpoint._write_synced
+
+    def lossy(path, data_):
+        real(path, data_[:-7] if path.name == checkpoint.OPTIMIZER_FILE else data_)
+
+    monkeypatch.setattr(checkpoint, "_write_synced", lossy)
+    with pytest.raises(CheckpointError, match=r"epoch-0003/optimizer.npz: the file does not match its SHA-256.*"
+                                              r"right after it was written .*the older checkpoints of .* are kept"):
+        train.save_state(out, _at(state, 3, 3), CFG, ds)
+    monkeypatch.undo()
+    assert [e for e, _ in run.list_checkpoints(out)] == [1, 2, 3]
+    assert run.resume_checkpoint(out, warn=None) == run.epoch_dir(out, 2)
+
+
+def test_the_format_module_stands_alone():
+    """checkpoint.py is the file format: it imports no other module of minis2s."""
+    import ast
+
+    tree = ast.parse(Path(checkpoint.__file__).read_text())
+    imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level > 0}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not imported & {"", "minis2s"} and not any(m.startswith("minis2s") for m in imported), imported
+
+
+def test_a_checkpoint_written_by_hand_in_format_2_loads(tmp_path):
+    """The format, written with plain numpy, hashlib and json (not with this module), loads:
+    old checkpoints stay readable as long as this test passes unchanged."""
+    import hashlib
+
+    arrays = {"dense/kernel": np.arange(6, dtype=np.float32).reshape(2, 3), "dense/bias": np.zeros(3, np.float32)}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    (tmp_path / "params.npz").write_bytes(buf.getvalue())
+    manifest = {
+        "format": "minis2s-checkpoint", "format_version": 2, "note": "by hand",
+        "files": {"params.npz": hashlib.sha256(buf.getvalue()).hexdigest()},
+        "arrays": {"params.npz": {k: {"shape": list(a.shape), "dtype": "float32",
+                                      "sha256": hashlib.sha256(a.tobytes()).hexdigest()} for k, a in arrays.items()}},
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    params, meta = checkpoint.load(tmp_path)
+    assert meta["note"] == "by hand"
+    np.testing.assert_array_equal(params["dense"]["kernel"], arrays["dense/kernel"])
+    assert checkpoint.verify(tmp_path)["files"] == manifest["files"]

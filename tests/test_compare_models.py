@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from minis2s import checkpoint, data, train
+from minis2s import checkpoint, data, run, train
 from minis2s.config import Config
 from tests.conftest import assert_trees_equal
 
@@ -41,7 +41,7 @@ def test_score_every_trains_in_resumed_segments_equal_to_one_run(two_column_file
     config = Config(num_samples=8, epochs=4, latent_dim=8, batch_size=2)
     ds = data.load_dataset(two_column_file, 8)
     params, history = train.fit(config, ds, log=None, patience=10)
-    segmented, meta = checkpoint.load(checkpoint.latest_checkpoint(out / "tiny"))
+    segmented, meta = checkpoint.load(run.latest_checkpoint(out / "tiny"))
     assert_trees_equal(segmented, params)
     _, state, _ = train.load_state(out / "tiny", ds)
     np.testing.assert_array_equal(state.history["val_loss"], history["val_loss"])

@@ -155,12 +155,13 @@ def test_evaluate_errors(ckpt, tmp_path):
 def test_evaluate_reads_the_data_its_run_recorded(tmp_path):
     """Without --data, evaluate reads the file the checkpoint records (checked against the
     recorded SHA-256), as --resume does; a gone or changed file is a one-line error."""
-    from minis2s import checkpoint, train
+    from minis2s import train
+    from minis2s.trained import save_trained
 
     params, ds, config, _ = tiny_model()
     copy = tmp_path / "pairs.txt"
     copy.write_bytes(DEMO_PATH.read_bytes())
-    ckpt = checkpoint.save_trained(tmp_path / "ckpt", params, config, ds,
+    ckpt = save_trained(tmp_path / "ckpt", params, config, ds,
                                    {"data": {"path": str(copy)}, "data_sha256": train.data_fingerprint(ds)})
     rc, out, err = run(["evaluate", str(ckpt), "--demo", "0", "--out", str(tmp_path / "a.tsv")])
     assert rc == 0, err

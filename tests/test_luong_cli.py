@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from minis2s import alignment, checkpoint, cli, data, decode, models, train
+from minis2s.run import HISTORY_FILE, latest_checkpoint
+from minis2s.trained import load_trained, save_trained
 from minis2s.plot import PlotError, plot_attention
 
 from tests.conftest import require_module
@@ -39,13 +41,13 @@ def luong_run(tmp_path_factory):
 
 
 def test_train_and_resume_record_the_model(luong_run):
-    manifest = checkpoint.read_manifest(checkpoint.latest_checkpoint(luong_run))
+    manifest = checkpoint.read_manifest(latest_checkpoint(luong_run))
     assert manifest["config"]["model"] == "luong"
     assert manifest["config"]["bucket"] and manifest["config"]["mask_padding"]
     assert manifest["options"]["patience"] == 3
-    history = json.loads((luong_run / checkpoint.HISTORY_FILE).read_text())
+    history = json.loads((luong_run / HISTORY_FILE).read_text())
     assert len(history["val_loss"]) == 2 and all(np.isfinite(history["val_loss"]))
-    trained = checkpoint.load_trained(luong_run)
+    trained = load_trained(luong_run)
     assert set(trained.params) == {"encoder", "decoder", "combine", "dense"}
     assert decode.model_of(trained).config.model == "luong"
 
@@ -67,7 +69,7 @@ def test_translate_evaluate_and_attention_plot(luong_run, tmp_path, capsys):
 
 
 def test_plot_weights_are_the_weights_greedy_decoding_used(luong_run):
-    trained = checkpoint.load_trained(luong_run)
+    trained = load_trained(luong_run)
     results = decode.translate(trained, SENTENCES)
     pairs = [(r.source, r.hypothesis.chars) for r in results]
     replayed = alignment.attention_weights(trained, pairs)
@@ -94,12 +96,12 @@ def test_attention_plot_refuses_clearly(luong_run, tmp_path, capsys, monkeypatch
     config = train.Config(num_samples=40, latent_dim=8)
     ds = data.load_dataset(data.DEMO_PATH, 40)
     params = models.build(train.model_config(config, ds)).init(jax.random.PRNGKey(0))
-    seed_dir = checkpoint.save_trained(tmp_path / "seed", params, config, ds)
+    seed_dir = save_trained(tmp_path / "seed", params, config, ds)
     rc, out, err = run(["translate", str(seed_dir), "Go.", "--attention-plot", str(tmp_path / "a.png")], capsys)
     assert rc == 2 and out == ""
     assert err.strip().count("\n") == 0 and "seed model" in err and "no attention weights" in err
     with pytest.raises(alignment.NoAttention):
-        alignment.attention_weights(checkpoint.load_trained(seed_dir), [("Go.", "Va !\n")])
+        alignment.attention_weights(load_trained(seed_dir), [("Go.", "Va !\n")])
     # no matplotlib: one line saying how to install it, nothing translated
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     rc, out, err = run(["translate", str(luong_run), "Go.", "--attention-plot", str(tmp_path / "b.png")], capsys)

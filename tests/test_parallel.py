@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, TINY_PAIRS, assert_trees_equal, run_cli
-from minis2s import bucketing, checkpoint, parallel, train
+from minis2s import bucketing, checkpoint, parallel, train, trained
 from minis2s.data import PAD, build_dataset, load_dataset
 from minis2s.model import ModelConfig, apply, init_params
 
@@ -241,7 +241,7 @@ def test_cli_bucket_and_mask_padding_train_and_are_recorded(demo_path, tmp_path)
                 env={"JAX_PLATFORMS": "cpu"})
     assert r.returncode == 0, r.stderr
     assert "Devices: 1 cpu" in r.stdout and "Epoch 2/2" in r.stdout and "Decoded sentence:" in r.stdout
-    _, meta = checkpoint.load(out)
+    _, meta = trained.load(out)
     cfg = meta["config"]
     assert cfg["bucket"] is True and cfg["mask_padding"] is True
 
@@ -291,7 +291,7 @@ def test_two_processes_train_what_one_device_trains(tmp_path):
     assert "Saved checkpoint" in outs[0] and "Saved checkpoint" not in outs[1]  # one writer
     r = run_cli("train", *common, "--devices", "1", "--out", str(tmp_path / "one"), env={"JAX_PLATFORMS": "cpu"})
     assert r.returncode == 0, r.stderr
-    multi, _ = checkpoint.load(tmp_path / "multi")
-    one, _ = checkpoint.load(tmp_path / "one")
+    multi, _ = trained.load(tmp_path / "multi")
+    one, _ = trained.load(tmp_path / "one")
     for name in checkpoint.flatten(one):
         np.testing.assert_allclose(checkpoint.flatten(multi)[name], checkpoint.flatten(one)[name], atol=1e-5)

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ROOT, TINY_PAIRS, assert_trees_equal, run_cli
-from minis2s import checkpoint, cli, data, train
+from minis2s import checkpoint, cli, data, run, train
 from minis2s.data import DataError, Vocab
 
 GOOD = "".join(f"{e}\t{f}\n" for e, f in TINY_PAIRS)
@@ -269,6 +269,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, caps
     assert cli.main(["train", *KILL_ARGS, "--epochs", "2", "--out", str(out)]) == 0
     good = out / "epoch-0002"
     before = {f.name: f.read_bytes() for f in good.iterdir()}
+    kept = run.list_checkpoints(out)
     capsys.readouterr()
 
     # 1e38 is finite, but the first RMSprop steps move the weights by ~3e38: float32 overflows
@@ -279,7 +280,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, caps
     assert line.startswith("minis2s train: error: loss became nan in epoch 3, step ")
     assert line.endswith(f"of 4; training stopped. The last good checkpoint is kept: {good}. "
                          "Lower --learning-rate (or check the data) and train again.")
-    assert [p.name for _, p in checkpoint.list_checkpoints(out)] == ["epoch-0002"]
+    assert run.list_checkpoints(out) == kept and kept[-1][1] == good
     assert {f.name: f.read_bytes() for f in good.iterdir()} == before
     assert len(json.loads((out / "history.json").read_text())["loss"]) == 2
     train.load_state(good)  # still verifies
@@ -290,7 +291,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, caps
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 3
     assert "became nan in epoch 1, step" in line and "No checkpoint was written" in line
-    assert checkpoint.list_checkpoints(tmp_path / "fresh") == []
+    assert run.list_checkpoints(tmp_path / "fresh") == []
 
 
 # --------------------------------------------------------------------------- crashes
@@ -307,7 +308,7 @@ _WITH_SIGINT = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.
 
 def _start(out: Path, env: dict, sigint: bool = False) -> subprocess.Popen:
     """``minis2s train``: resume when a checkpoint exists, else start, as a user would."""
-    if checkpoint.list_checkpoints(out):
+    if run.list_checkpoints(out):
         argv = ["train", "--resume", str(out), "--epochs", str(KILL_EPOCHS), "--show", "0"]
     else:
         argv = ["train", *KILL_ARGS, "--epochs", str(KILL_EPOCHS), "--out", str(out)]
@@ -343,7 +344,7 @@ def _kill(proc: subprocess.Popen) -> str:
 
 def _complete_checkpoints_verify(out: Path) -> int:
     """Every visible checkpoint loads and verifies; return the newest epoch (0 if none)."""
-    found = checkpoint.list_checkpoints(out)
+    found = run.list_checkpoints(out)
     for _, p in found:
         train.load_state(p)
     return found[-1][0] if found else 0
@@ -388,7 +389,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
             assert line, head
             head += line
         assert f"from epoch-{before:04d}: {before} of {KILL_EPOCHS} epochs done" in head
-        _wait_until(lambda: checkpoint.list_checkpoints(out)[-1][0] > before, p)  # this resume advanced
+        _wait_until(lambda: run.list_checkpoints(out)[-1][0] > before, p)  # this resume advanced
         if inside_a_save:
             marker.unlink(missing_ok=True)
             _wait_for(marker, p)  # the next save has written its arrays, not yet its manifest
@@ -416,7 +417,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
     cfg = train.Config(num_samples=40, batch_size=8, epochs=KILL_EPOCHS, latent_dim=8, learning_rate=0.05)
     ds = data.load_dataset(data.DEMO_PATH, 40)
     params, history = train.fit(cfg, ds, log=None)
-    _, state, _ = train.load_state(checkpoint.latest_checkpoint(out), ds)
+    _, state, _ = train.load_state(run.latest_checkpoint(out), ds)
     assert state.epoch == KILL_EPOCHS
     assert_trees_equal(state.params, params)
     for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
@@ -430,7 +431,7 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_names_the_run(tmp_path):
     out = tmp_path / "run"
     marker = tmp_path / "saving"
     p = _start(out, {checkpoint.SAVE_PAUSE_ENV: f"{marker}:0.2"}, sigint=True)
-    _wait_until(lambda: len(checkpoint.list_checkpoints(out)) > 0, p)
+    _wait_until(lambda: len(run.list_checkpoints(out)) > 0, p)
     p.send_signal(signal.SIGINT)
     text, _ = p.communicate(timeout=60)
     assert p.returncode == 130, text
@@ -466,7 +467,7 @@ def test_full_disk_exits_1_and_keeps_older_checkpoints(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("minis2s train: error: [Errno 28] No space left on device: ")
     assert ".tmp-epoch-0003" in lines[0] and "Epoch 3/4" in r.stdout
-    assert [e for e, _ in checkpoint.list_checkpoints(out)][-1] == 2
+    assert [e for e, _ in run.list_checkpoints(out)][-1] == 2
     assert _complete_checkpoints_verify(out) == 2
     assert not list(out.glob(".tmp-*")), "the failed save's temporary folder is removed"
     assert len(json.loads((out / "history.json").read_text())["loss"]) == 2

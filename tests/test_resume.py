@@ -16,7 +16,8 @@ import jax
 import numpy as np
 import pytest
 
-from minis2s import checkpoint, cli, data, train
+from minis2s import cli, data, run, train
+from minis2s.trained import load_trained
 from tests.conftest import assert_trees_equal, require_module
 
 # One optimizer setting for the whole module, so every fit reuses one compilation.
@@ -46,8 +47,8 @@ def test_two_plus_two_epochs_equal_four(ds, tmp_path, four_epochs):
     params4, history4, out4 = four_epochs
     out = tmp_path / "run"
     train.fit(dataclasses.replace(CFG, epochs=2), ds, log=None, out=out)
-    assert [e for e, _ in checkpoint.list_checkpoints(out)][-1] == 2
-    config, state, _ = train.load_state(checkpoint.latest_checkpoint(out), ds)
+    assert [e for e, _ in run.list_checkpoints(out)][-1] == 2
+    config, state, _ = train.load_state(run.latest_checkpoint(out), ds)
     assert state.epoch == 2 and len(state.history["loss"]) == 2
     params, history = train.fit(dataclasses.replace(config, epochs=4), ds, log=None, out=out, state=state)
 
@@ -55,8 +56,8 @@ def test_two_plus_two_epochs_equal_four(ds, tmp_path, four_epochs):
     assert _without_seconds(history) == _without_seconds(history4)
     assert len(history["seconds"]) == 4
     # the optimizer state on disk is the same too
-    _, s_resumed, _ = train.load_state(checkpoint.epoch_dir(out, 4), ds)
-    _, s_straight, _ = train.load_state(checkpoint.epoch_dir(out4, 4), ds)
+    _, s_resumed, _ = train.load_state(run.epoch_dir(out, 4), ds)
+    _, s_straight, _ = train.load_state(run.epoch_dir(out4, 4), ds)
     assert_trees_equal(s_resumed.opt_state, s_straight.opt_state)
     assert json.loads((out / "history.json").read_text())["loss"] == history4["loss"]
 
@@ -69,7 +70,7 @@ def test_cli_resume_continues_exactly(tmp_path, four_epochs, capsys):
     text = capsys.readouterr().out
     assert "Resuming" in text and "from epoch-0002: 2 of 4 epochs done" in text
     assert "Epoch 3/4" in text and "Epoch 1/4" not in text
-    t = checkpoint.load_trained(checkpoint.latest_checkpoint(out))
+    t = load_trained(run.latest_checkpoint(out))
     assert t.epoch == 4
     assert_trees_equal(t.params, params4)
     assert _without_seconds(t.manifest["training"]["history"]) == _without_seconds(history4)
@@ -146,11 +147,11 @@ def test_best_checkpoint_and_early_stopping_match_keras(ds, tmp_path):
     assert lines[-1].startswith(f"Epoch {n}: early stopping, val_loss has not improved for 2 epochs")
 
     # only the last and the best checkpoint are left; the best holds that epoch's state
-    assert [e for e, _ in checkpoint.list_checkpoints(out)] == [best_epoch, n]
-    t = checkpoint.load_trained(out)  # a run directory loads its best checkpoint
+    assert [e for e, _ in run.list_checkpoints(out)] == [best_epoch, n]
+    t = load_trained(out)  # a run directory loads its best checkpoint
     assert t.epoch == best_epoch
     assert t.manifest["training"]["history"]["val_loss"] == history["val_loss"][:best_epoch]
-    assert_trees_equal(checkpoint.load_trained(checkpoint.latest_checkpoint(out)).params, params)
+    assert_trees_equal(load_trained(run.latest_checkpoint(out)).params, params)
 
     # the same run without early stopping passes through the same best epoch's parameters
     straight, _ = train.fit(dataclasses.replace(cfg, epochs=best_epoch), ds, log=None)
@@ -176,29 +177,47 @@ def test_checkpoint_every(ds, tmp_path):
     assert saved == sorted(set(improved) | {3, 6, 7})
 
 
-def test_resume_from_a_damaged_newest_checkpoint_is_refused_with_a_way_out(ds, tmp_path, four_epochs, capsys):
+def test_resume_and_translate_pass_over_a_damaged_newest_checkpoint(ds, tmp_path, four_epochs, capsys):
+    """A flipped byte in the newest checkpoint of a run: ``--resume RUN`` continues from the
+    newest good one with a one-line warning naming what it skipped; ``--resume`` of the damaged
+    one is refused with a command that works; either way the lost epochs are redone exactly."""
     import shutil
 
     _, _, out4 = four_epochs
     out = tmp_path / "run"
     shutil.copytree(out4, out)
-    best = checkpoint.best_checkpoint(out)
-    newest = checkpoint.latest_checkpoint(out)
-    if best == newest:  # make sure an older checkpoint exists to point to
-        shutil.copytree(newest, checkpoint.epoch_dir(out, 1))
-        best = checkpoint.epoch_dir(out, 1)
+    (_, good), (_, newest) = run.list_checkpoints(out)  # a run always keeps two
     raw = bytearray((newest / "params.npz").read_bytes())
     raw[-200] ^= 0x01
     (newest / "params.npz").write_bytes(bytes(raw))
-    assert cli.main(["train", "--resume", str(out), "--epochs", "5", "--show", "0"]) == 2
-    assert "does not record its training data; pass --data PATH" in capsys.readouterr().err  # fit() API run
-    assert cli.main(["train", "--resume", str(out), "--data", str(data.DEMO_PATH), "--epochs", "5", "--show", "0"]) == 2
-    err = capsys.readouterr().err
-    assert str(newest) in err and "damaged" in err
-    assert f"An older checkpoint exists: --resume {best}" in err
-    # and resuming from that one explicitly works, continuing in the same run directory
-    assert cli.main(["train", "--resume", str(best), "--data", str(data.DEMO_PATH), "--epochs", str(checkpoint.list_checkpoints(out)[0][0] + 1),
-                     "--show", "0"]) == 0
+    explicit = tmp_path / "explicit"
+    shutil.copytree(out, explicit)
+
+    args = ["--data", str(data.DEMO_PATH), "--epochs", "4", "--show", "0"]
+    assert cli.main(["train", "--resume", str(explicit / newest.name), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    command = f"minis2s train --resume {explicit / good.name}"
+    assert len(err) == 1 and err[0].startswith(f"minis2s train: error: {explicit / newest.name}/params.npz: ")
+    assert err[0].endswith(f"the checkpoint is damaged; the newest good checkpoint is {explicit / good.name}: {command}")
+    assert cli.main([*command.split()[1:], *args]) == 0
+
+    # a run resumed from the good one that then fails names that one as kept, not the damaged one
+    assert cli.main(["train", "--resume", str(out), *args, "--learning-rate", "1e38"]) == 3
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        f"training stopped. The last good checkpoint is kept: {good}. Lower --learning-rate (or check the data) and train again.")
+
+    assert cli.main(["train", "--resume", str(out), *args]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: {newest}/params.npz: ")
+    assert warnings[0].endswith(f"the checkpoint is damaged; using {good}")
+    assert f"from {good.name}:" in captured.out
+
+    _, straight, _ = train.load_state(run.epoch_dir(out4, 4), ds)
+    for d in (out, explicit):
+        _, redone, _ = train.load_state(run.epoch_dir(d, 4), ds)
+        assert_trees_equal(redone.params, straight.params)
+        assert_trees_equal(redone.opt_state, straight.opt_state)
 
 
 def test_a_fault_after_an_unsaved_epoch_saves_that_epoch_first(ds, tmp_path, monkeypatch):
@@ -227,8 +246,8 @@ def test_a_fault_after_an_unsaved_epoch_saves_that_epoch_first(ds, tmp_path, mon
     with pytest.raises(train.NonFiniteLoss, match=r"loss became nan in epoch 3, step 2 of 4; training stopped. "
                                                    r"The last good checkpoint is kept: .*epoch-0002"):
         train.fit(dataclasses.replace(CFG, epochs=6), ds, log=None, out=out, checkpoint_every=5)
-    assert [e for e, _ in checkpoint.list_checkpoints(out)] == [1, 2]  # 1 is the best by val_loss
-    _, state, _ = train.load_state(checkpoint.epoch_dir(out, 2), ds)
+    assert [e for e, _ in run.list_checkpoints(out)] == [1, 2]  # 1 is the best by val_loss
+    _, state, _ = train.load_state(run.epoch_dir(out, 2), ds)
     assert state.epoch == 2 and state.best_epoch == 1 and state.wait == 1
     # The run directory itself resumes from its newest checkpoint, not from the best one.
     _, state, _ = train.load_state(out, ds)

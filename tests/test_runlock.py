@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,14 +14,32 @@ import time
 import pytest
 
 from minis2s import checkpoint, cli, runlock
+from minis2s.run import list_checkpoints
+from minis2s.trained import load_trained
 from tests.conftest import ROOT
 
 ARGS = ["--data", "demo", "--num-samples", "40", "--batch-size", "8", "--latent-dim", "8", "--show", "0"]
 
 
-def _dead_pid() -> int:
-    p = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    return int(p.stdout)
+# Above every pid_max Linux allows (2**22) and macOS's 99998: never a live process.
+NEVER_A_PID = 2**22 + 1
+
+
+@pytest.fixture
+def no_os_locking(monkeypatch):
+    """A file system without locking: every lock attempt answers ENOLCK (as some network file
+    systems do), so :func:`runlock.hold` has only the PID in the file to go by."""
+
+    def enolck(fd: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(runlock, "_os_lock", enolck)
+
+
+def _leave_lock(run, pid: int) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    info = {"pid": pid, "host": socket.gethostname(), "started": time.time()}
+    (run / runlock.LOCK_FILE).write_text(json.dumps(info))
 
 
 def test_second_holder_is_refused_and_a_leftover_is_taken_over(tmp_path):
@@ -31,10 +51,41 @@ def test_second_holder_is_refused_and_a_leftover_is_taken_over(tmp_path):
             with runlock.hold(run):  # another open file description: flock refuses it too
                 pass
     assert not (run / runlock.LOCK_FILE).exists()  # released and removed
-    # a leftover lock file of a dead process (a crash) does not block the next run
-    (run / runlock.LOCK_FILE).write_text(json.dumps({"pid": _dead_pid(), "host": "x", "started": 0}))
+    # a leftover lock file (a crash) does not block the next run: with the OS's lock, the
+    # PID in the file is never consulted, even one of a live process on this host
+    _leave_lock(run, os.getppid())
     with runlock.hold(run):
         assert runlock.read_holder(run)["pid"] == os.getpid()
+
+
+def test_without_os_locking_a_dead_pid_is_taken_over(tmp_path, no_os_locking):
+    run = tmp_path / "run"
+    with pytest.raises(ProcessLookupError):  # the oracle: the OS knows no such process
+        os.kill(NEVER_A_PID, 0)
+    _leave_lock(run, NEVER_A_PID)
+    with runlock.hold(run) as path:
+        assert runlock.read_holder(run)["pid"] == os.getpid()
+    assert not path.exists()
+
+
+def test_without_os_locking_a_live_pid_is_refused(tmp_path, no_os_locking):
+    run = tmp_path / "run"
+    live = os.getppid()  # the process that started the tests: alive while they run
+    os.kill(live, 0)  # the oracle: the OS knows it
+    _leave_lock(run, live)
+    with pytest.raises(runlock.RunLocked) as e:
+        with runlock.hold(run, "wait for it to end, or choose another --out"):
+            pass
+    message = str(e.value)
+    assert "\n" not in message
+    assert message.startswith(f"{run} is in use by another training run (process {live} on {socket.gethostname()}, started ")
+    assert message.endswith("; wait for it to end, or choose another --out")
+    assert runlock.read_holder(run)["pid"] == live  # the holder's file is left as it was
+    # the same file on this host but of this very process (a re-run after a crash with a
+    # recycled PID) is not a reason to refuse
+    _leave_lock(run, os.getpid())
+    with runlock.hold(run):
+        pass
 
 
 def test_two_trainings_on_one_directory(tmp_path, capsys):
@@ -48,7 +99,7 @@ def test_two_trainings_on_one_directory(tmp_path, capsys):
                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         t0 = time.monotonic()
-        while not checkpoint.list_checkpoints(run):
+        while not list_checkpoints(run):
             assert first.poll() is None, first.communicate()[1]
             assert time.monotonic() - t0 < 120
             time.sleep(0.05)
@@ -57,14 +108,14 @@ def test_two_trainings_on_one_directory(tmp_path, capsys):
             err = capsys.readouterr().err.strip().splitlines()
             assert len(err) == 1 and err[0].startswith(f"minis2s train: error: {run} is in use by another training "
                                                        f"run (process {first.pid} on "), err
-        assert checkpoint.load_trained(run).epoch >= 1  # reading needs no lock
+        assert load_trained(run).epoch >= 1  # reading needs no lock
         first.send_signal(signal.SIGKILL)
         first.wait()
     finally:
         first.kill()
         first.communicate()
     assert runlock.read_holder(run)["pid"] == first.pid  # the dead holder's file is still there
-    done = checkpoint.list_checkpoints(run)[-1][0]
+    done = list_checkpoints(run)[-1][0]
     assert cli.main(["train", "--resume", str(run), "--epochs", str(done + 1), "--show", "0"]) == 0
-    assert checkpoint.list_checkpoints(run)[-1][0] == done + 1
+    assert list_checkpoints(run)[-1][0] == done + 1
     assert not (run / runlock.LOCK_FILE).exists()

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from minis2s import checkpoint, data, decode, models, train
+from minis2s import data, decode, models, train, trained
 from minis2s.models import ModelConfig
 from tests._cli import run
 
@@ -128,7 +128,7 @@ def gru_ckpt(tmp_path_factory):
     config = train.Config(num_samples=None, latent_dim=8, cell="gru")
     params = models.build(train.model_config(config, ds)).init(jax.random.PRNGKey(0))
     params["dense"]["kernel"] = 4.0 * params["dense"]["kernel"]
-    return str(checkpoint.save_trained(tmp_path_factory.mktemp("gru") / "ckpt", params, config, ds))
+    return str(trained.save_trained(tmp_path_factory.mktemp("gru") / "ckpt", params, config, ds))
 
 
 def test_translate_sample_cli(gru_ckpt):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from minis2s import checkpoint, data, model, train
+from minis2s.trained import load_trained
 from tests.conftest import TINY_PAIRS, assert_trees_equal, run_cli
 
 
@@ -101,7 +102,7 @@ def test_cli_one_epoch_writes_history_and_a_checkpoint_that_loads_back(tmp_path,
     assert "Input sentence: Go." in r.stdout
     history = json.loads((out / "history.json").read_text())
     assert set(history) >= {"loss", "accuracy", "val_loss", "val_accuracy"} and len(history["loss"]) == 1
-    trained = checkpoint.load_trained(out)
+    trained = load_trained(out)
     assert trained.config.latent_dim == 16 and trained.config.epochs == 1
     assert trained.input_vocab.chars[0] == " "
     # Saving what was loaded and loading again gives identical arrays.

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from tests._decode_reference import beam_with_greedy_reference
 from tests._tiny_model import save_tiny_checkpoint, tiny_model
 from tests.conftest import run_cli
-from minis2s import checkpoint, decode
+from minis2s import decode
 from minis2s import translate as tr
+from minis2s.trained import load_trained, save_trained
 from minis2s.model import ModelConfig, init_params
 
 import jax
@@ -26,7 +27,7 @@ def ckpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(ckpt):
-    return checkpoint.load_trained(ckpt)
+    return load_trained(ckpt)
 
 
 def seed_loop(trained, text: str) -> str:
@@ -166,7 +167,7 @@ def test_missing_or_invalid_checkpoint_is_a_one_line_error(tmp_path, ckpt):
 def test_checkpoint_whose_arrays_do_not_fit_its_vocabularies(tmp_path):
     params, ds, config, _ = tiny_model()
     wrong = init_params(jax.random.PRNGKey(0), ModelConfig(len(ds.input_vocab) + 1, len(ds.target_vocab), 8))
-    checkpoint.save_trained(tmp_path / "bad", wrong, config, ds)
+    save_trained(tmp_path / "bad", wrong, config, ds)
     rc, out, err = run(["translate", str(tmp_path / "bad"), "Go."])
     assert rc == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and "shape" in err and "Traceback" not in err
@@ -232,7 +233,7 @@ def test_bucketed_model_translates_with_its_training_padding():
     pad the same way, and then equals the seed-style loop on those tokens."""
     import dataclasses
 
-    from minis2s import checkpoint as ckpt
+    from minis2s import trained as ckpt
     from minis2s.bucketing import Batcher
     from minis2s.search import greedy_reference
     from minis2s.translate import model_of, translate

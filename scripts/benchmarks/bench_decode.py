@@ -41,14 +41,15 @@ def _load_sentences(trained, data_path, split: str):
 def _quick_checkpoint(data_path, epochs: int) -> str:
     """Train the seed model for ``epochs`` epochs into a temporary directory (speed does not
     depend on quality, only on the sizes)."""
-    from minis2s import checkpoint, data as data_mod, train
+    from minis2s import data as data_mod, train
+    from minis2s.trained import save_trained
 
     config = train.Config(epochs=epochs)
     ds = data_mod.load_dataset(data_mod.resolve_data(data_path), config.num_samples)
     print(f"no --checkpoint: training the seed model for {epochs} epoch(s) first", flush=True)
     params, _ = train.fit(config, ds, log=lambda s: print("  " + s, flush=True))
     out = tempfile.mkdtemp(prefix="minis2s-bench-")
-    checkpoint.save_trained(out, params, config, ds)
+    save_trained(out, params, config, ds)
     return out
 
 
@@ -99,10 +100,11 @@ def keras_seed_decoder(trained):
 def run(args) -> dict:
     import jax
 
-    from minis2s import checkpoint, decode, search, translate
+    from minis2s import decode, search, translate
+    from minis2s.trained import load_trained
 
     ckpt = args.checkpoint or _quick_checkpoint(args.data, args.train_epochs)
-    trained = checkpoint.load_trained(ckpt)
+    trained = load_trained(ckpt)
     translate.check_trained(trained, ckpt)
     model = translate.model_of(trained)
     sentences, source = _load_sentences(trained, args.data, args.split)

@@ -24,7 +24,9 @@ import statistics
 import sys
 from pathlib import Path
 
-from minis2s import checkpoint, data, decode, metrics, train
+from minis2s import data, decode, metrics, train
+from minis2s.run import latest_checkpoint, list_checkpoints
+from minis2s.trained import load_trained
 from minis2s.config import Config
 
 
@@ -88,7 +90,7 @@ def main() -> None:
         inputs, refs = validation_texts(ds, config, args.limit)
         out = Path(args.out) / name
         state = None
-        if checkpoint.list_checkpoints(out):
+        if list_checkpoints(out):
             _, state, _ = train.load_state(out, ds)
         print(f"== {name}: {overrides or 'the seed recipe'}", flush=True)
         if args.score_every and config.teacher_forcing_end is not None:
@@ -102,14 +104,14 @@ def main() -> None:
                       log=lambda line: print(f"[{name}] {line}", flush=True), patience=args.patience)
             _, state, _ = train.load_state(out, ds)
             if args.score_every:
-                latest = checkpoint.load_trained(checkpoint.latest_checkpoint(out))
+                latest = load_trained(latest_checkpoint(out))
                 point = {"epoch": state.epoch, "val_loss": state.history["val_loss"][-1],
                          **score_split(latest, inputs, refs, 1)}
                 curves.setdefault(name, []).append(point)
                 print(f"[{name}] curve {json.dumps(point)}", flush=True)
         _, state, _ = train.load_state(out, ds)
         best = state.best_epoch
-        trained = checkpoint.load_trained(out)  # the best checkpoint by val_loss
+        trained = load_trained(out)  # the best checkpoint by val_loss
         greedy = score_split(trained, inputs, refs, 1)
         beam = score_split(trained, inputs, refs, args.beam) if args.beam else {"exact_match": float("nan"), "chrf": float("nan")}
         h = state.history
