@@ -67,9 +67,10 @@ def resume(resume: str | os.PathLike, given: dict[str, Any], *, data: str | None
     """Read the run ``resume`` names and merge it with the settings ``given`` (only flags the
     user gave, by :class:`Config` field name; ``num_samples=None`` is ``all``).
 
-    Raises ``ValueError`` (one line naming the flag) for a fixed setting that differs, or
-    ``--epochs`` below the epochs already done; :class:`~minis2s.checkpoint.CheckpointError`
-    for a checkpoint that cannot be read or data that differs.
+    Raises ``ValueError`` (one line naming the flag) for a fixed setting that differs;
+    :class:`~minis2s.checkpoint.CheckpointError` for a checkpoint that cannot be read or
+    data that differs. ``epochs`` at or below the epochs done leaves nothing to train
+    (:attr:`Resumed.done`).
     """
     from .train import load_state  # (minis2s.run, re-exported)
 
@@ -79,7 +80,7 @@ def resume(resume: str | os.PathLike, given: dict[str, Any], *, data: str | None
     try:
         saved = Config.from_dict(manifest["config"])
         saved_options = manifest.get("options", {})
-        done = int(manifest["training"]["epoch"])
+        int(manifest["training"]["epoch"])
     except (KeyError, TypeError, ValueError) as e:
         raise checkpoint.CheckpointError(f"{ckpt}: not a training checkpoint ({e!r})") from None
     for name in FIXED_ON_RESUME:
@@ -88,9 +89,6 @@ def resume(resume: str | os.PathLike, given: dict[str, Any], *, data: str | None
                 f"{flag(name)} {shown(name, given[name])} differs from the run being resumed "
                 f"({flag(name)} {shown(name, getattr(saved, name))}); leave it out, or start a new run with --out"
             )
-    if epochs is not None and epochs < done:
-        raise ValueError(f"--epochs {epochs} is fewer than the {done} epochs {ckpt} has already trained: nothing "
-                         f"is left to train; pass --epochs N with N > {done} to train on")
     config = dataclasses.replace(saved, epochs=epochs or saved.epochs, learning_rate=learning_rate or saved.learning_rate)
     options = {
         "patience": patience if patience is not None else saved_options.get("patience"),

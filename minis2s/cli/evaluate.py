@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import (ALL, DeprecatedAlias, add_decoding_options, add_show_option, count_or_all, num_samples_value,
+from .options import (DeprecatedAlias, add_decoding_options, add_show_option, count_or_all, num_samples_value,
                       positive_int)
 from .translate import describe_checkpoint, load
 
@@ -80,4 +80,4 @@ def _show(trained, split, args) -> None:
             print("Decoded sentence:", r.output if r.problem is None else f"(skipped: {r.problem})")
 
 
-__all__ = ["ALL", "add", "run"]
+__all__ = ["add", "run"]

@@ -79,6 +79,14 @@ positive_int = number(int, 1)
 seed = number(int, SEED_MIN, SEED_MAX, what="an integer from -2**63 to 2**63-1 (a JAX PRNG seed)")
 
 
+def beam_width(s: str) -> int:
+    """A positive beam width up to :data:`MAX_BEAM`."""
+    v = positive_int(s)
+    if v > MAX_BEAM:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_BEAM} (a wider beam only costs time), got {v}")
+    return v
+
+
 def count_or_all(s: str):
     """A positive count, or ``all`` (:data:`ALL`)."""
     return ALL if s == "all" else positive_int(s)
@@ -104,7 +112,7 @@ def add_model_options(p, default_model: str | None = None, default_cell: str | N
 
 
 def add_decoding_options(p) -> None:
-    p.add_argument("--beam", type=number(int, 1, MAX_BEAM, what=f"from 1 to {MAX_BEAM}"), default=1, metavar="N",
+    p.add_argument("--beam", type=beam_width, default=1, metavar="N",
                    help=f"beam search width, at most {MAX_BEAM} (1 = greedy, the seed's decoding; default 1)")
     p.add_argument("--length-alpha", type=number(float, 0.0), default=0.0, metavar="A",
                    help="beam search ranks finished outputs by log p / length**A (default 0: plain log p)")

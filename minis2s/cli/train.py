@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .. import checkpoint, newrun, resources, runlock
 from .. import resume as resume_mod
-from .options import (ALL, UsageError, add_model_options, add_show_option, count_or_all, num_samples_value, number,
+from .options import (UsageError, add_model_options, add_show_option, count_or_all, num_samples_value, number,
                       positive_int, seed)
 
 
@@ -152,9 +152,10 @@ def _run(args, held: contextlib.ExitStack) -> int:
                               checkpoint_every=args.checkpoint_every)
         for note in r.notes:
             print(f"note: {note}", file=sys.stderr)
-        if r.done:
-            print(f"Nothing to do: the run already has {r.state.epoch} epochs ({r.out}/{r.checkpoint.name}); "
-                  f"pass --epochs N with N > {r.state.epoch} to train on")
+        if r.done:  # never "5 of 2 epochs done"
+            fewer = f" (--epochs {r.config.epochs})" if r.config.epochs < r.state.epoch else ""
+            print(f"Nothing to do: the run already has {r.state.epoch} epochs{fewer}, nothing is left to train "
+                  f"({r.out}/{r.checkpoint.name}); pass --epochs N with N > {r.state.epoch} to train on")
             return 0
         print(f"Resuming {r.out}/ from {r.checkpoint.name}: {r.state.epoch} of {r.config.epochs} epochs done", flush=True)
         config, ds, path, out, state, options = r.config, r.data, r.path, r.out, r.state, r.options
@@ -232,4 +233,4 @@ def interrupted_advice(args) -> str:
             "run the same command again to start over")
 
 
-__all__ = ["ALL", "add", "describe", "interrupted_advice", "load_data", "run"]
+__all__ = ["add", "describe", "interrupted_advice", "load_data", "run"]
