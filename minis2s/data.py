@@ -98,7 +98,8 @@ def parse_pairs(text: str, num_samples: int | None, source: str = "<text>") -> t
     """Split ``text`` into the first ``num_samples`` (English, French) pairs.
 
     Each line is ``English<TAB>French`` or ``English<TAB>French<TAB>attribution``; a line
-    with no TAB raises :class:`DataError` naming ``source`` and the line number. Line
+    with no TAB, or with an empty (or blank) English or French side, raises
+    :class:`DataError` naming ``source`` and the line number. Line
     endings ``\\n`` and ``\\r\\n`` are both accepted; blank lines at the end are ignored.
     ``num_samples=None`` takes every line.
     """
@@ -123,6 +124,10 @@ def parse_pairs(text: str, num_samples: int | None, source: str = "<text>") -> t
         fields = line.split("\t")
         if len(fields) < 2:
             raise DataError(f"{source}:{lineno}: expected 'English<TAB>French', found no TAB: {line[:60]!r}")
+        for side, field in (("English", fields[0]), ("French", fields[1])):
+            if not field.strip():  # nothing to learn from, and an empty target trains "stop at once"
+                raise DataError(f"{source}:{lineno}: the {side} side is empty: {line[:60]!r}; remove the line "
+                                "or fill it in")
         inputs.append(fields[0])
         targets.append(START + fields[1] + END)
     if not inputs:

@@ -64,7 +64,7 @@ import numpy as np
 
 from .checkpoint import path_name
 
-__all__ = ["GradcheckError", "GradcheckReport", "LeafCheck", "assert_grads", "check_grads", "leaf_paths"]
+__all__ = ["GradcheckError", "GradcheckReport", "LeafCheck", "assert_grads", "check_grads", "leaf_paths", "model_loss_problem"]
 
 # Stencils ``sum_k w_k f(p + s_k h d) / h``: (offsets s_k, weights w_k).
 _STENCILS = {
@@ -414,3 +414,35 @@ def assert_grads(
         )
         raise GradcheckError(f"gradient check failed for {names}\n{report.table()}", report)
     return report
+
+
+# --------------------------------------------------------------------------- the model's loss
+
+# A tiny random problem (``minis2s gradcheck``): 7 input and 9 output tokens, 3 samples,
+# short sequences, one padding row of weight 0 as in a real last batch.
+PROBLEM_SIZES = {"v_in": 7, "v_out": 9, "batch": 3, "t_enc": 5, "t_dec": 6}
+
+
+def model_loss_problem(latent_dim: int, seed: int, model: str = "seed", cell: str = "lstm",
+                       attention_scale: bool = False, grad: str = "bptt") -> tuple[Callable, Any, str]:
+    """``(loss, params, description)``: the training loss of a tiny random model on a tiny
+    random batch (:data:`PROBLEM_SIZES`) as a function of the parameters, for :func:`check_grads`."""
+    from . import models
+    from .train import loss_fn
+
+    s = PROBLEM_SIZES
+    net = models.build(models.ModelConfig(s["v_in"], s["v_out"], latent_dim, model, cell, bool(attention_scale)), grad)
+    params = net.init(jax.random.PRNGKey(seed))
+    rng = np.random.default_rng(seed)
+    batch = {
+        "encoder_tokens": rng.integers(0, s["v_in"], (s["batch"], s["t_enc"])).astype(np.int32),
+        "encoder_lengths": np.array([s["t_enc"], s["t_enc"] - 2, 1], np.int32),
+        "decoder_tokens": rng.integers(0, s["v_out"], (s["batch"], s["t_dec"])).astype(np.int32),
+        "target_tokens": rng.integers(0, s["v_out"], (s["batch"], s["t_dec"])).astype(np.int32),
+        "weight": np.array([1.0, 1.0, 0.0], np.float32),
+    }
+    description = (
+        f"loss of a {s['v_in']}->{s['v_out']}-token model, latent_dim {latent_dim}, batch {s['batch']}x{s['t_enc']}"
+        f"->{s['t_dec']}, seed {seed}, model {model}, {cell} cell, {grad} gradient"
+    )
+    return (lambda p: loss_fn(p, batch, net.apply)[0]), params, description

@@ -90,6 +90,15 @@ def run_title(history_path: str | os.PathLike) -> str:
     return f"{model} model ({cell.upper()}, latent {latent}), {pairs}: {run_dir}"
 
 
+def png_path(out: str | os.PathLike) -> Path:
+    """The file a figure is written to: ``out``, with ``.png`` added when it has no suffix
+    (as matplotlib would add it), so the path reported is the path written."""
+    out = Path(out)
+    if out.is_dir():
+        raise PlotError(f"{out}: is a directory; give a file name such as {out / 'figure.png'}")
+    return out if out.suffix else out.with_name(out.name + ".png")
+
+
 def plot_history(history: dict[str, list[float]], out: str | os.PathLike, title: str | None = None) -> Path:
     """Draw loss (left) and accuracy (right) per epoch, train and validation, to ``out``.
 
@@ -101,7 +110,7 @@ def plot_history(history: dict[str, list[float]], out: str | os.PathLike, title:
     plt = _import_pyplot()
     from matplotlib import ticker
 
-    out = Path(out)
+    out = png_path(out)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for key, label, style in ((metric, "train", "-o"), ("val_" + metric, "validation", "-s")):
@@ -177,7 +186,7 @@ def plot_attention(panels, out: str | os.PathLike) -> Path:
         ax.set_xlabel("English")
         ax.set_ylabel("French output")
         ax.set_title(f"{english} \u2192 {chars.rstrip(chr(10))}", fontsize=9)
-    out = Path(out)
+    out = png_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     plt.close(fig)

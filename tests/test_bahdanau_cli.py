@@ -29,7 +29,7 @@ def test_train_resume_translate_evaluate(tmp_path, two_column_file):
         assert rc == 0, err
         assert len(text.splitlines()) == 2
 
-    rc, text, err = run(["evaluate", str(out), "--data", str(two_column_file), "--demo", "0"])
+    rc, text, err = run(["evaluate", str(out), "--data", str(two_column_file), "--show", "0"])
     assert rc == 0, err
     assert "chrF:" in text and "exact match:" in text
 

@@ -120,7 +120,7 @@ def test_evaluate_validation_split(ckpt, tmp_path):
 
 def test_evaluate_train_split_with_beam_and_default_tsv(ckpt):
     rc, out, err = run(["evaluate", ckpt, "--data", str(DEMO_PATH), "--split", "train", "--beam", "2",
-                        "--limit", "30", "--demo", "0"])
+                        "--limit", "30", "--show", "0"])
     assert rc == 0, err
     rows = read_tsv(f"{ckpt}/eval-train-beam2.tsv")
     _, ds, _, _ = tiny_model()
@@ -131,14 +131,25 @@ def test_evaluate_train_split_with_beam_and_default_tsv(ckpt):
     assert 0.1 < scores["char_accuracy"] < 1  # the tiny model has learned something, not everything
 
 
-def test_evaluate_on_other_data_leaves_unfit_sentences_out(ckpt, tmp_path):
+def test_evaluate_on_other_data_fails_or_leaves_unfit_sentences_out(ckpt, tmp_path):
     data = tmp_path / "other.txt"
     data.write_text("Go.\tVa !\nWho?\tQui ?\nÇa va?\tÇa va ?\nHi.\tSalut.\nRun!\tCours !\n", encoding="utf-8")
-    rc, out, err = run(["evaluate", ckpt, "--data", str(data), "--split", "train", "--num-samples", "5",
-                        "--demo", "3", "--out", str(tmp_path / "o.tsv")])
+    argv = ["evaluate", ckpt, "--data", str(data), "--split", "train", "--num-samples", "5", "--out",
+            str(tmp_path / "o.tsv")]
+    # a sentence the model cannot read is an error naming it, not a silent score over the rest
+    rc, out, err = run([*argv, "--show", "3"])
+    assert rc == 2 and not (tmp_path / "o.tsv").exists()
+    assert err.strip().splitlines() == [
+        f"minis2s evaluate: error: 1 of 4 sentence(s) do not fit {ckpt} (is --data the file it was trained on?); "
+        "first: input 3 'Ça va?': 1 character(s) outside the training vocabulary: 'Ç' (U+00C7 LATIN CAPITAL "
+        "LETTER C WITH CEDILLA); use --on-error skip to score the rest"]
+    # --on-error skip scores the rest; --demo is the old name of --show
+    rc, out, err = run([*argv, "--on-error", "skip", "--demo", "3"])
     assert rc == 0, err
+    assert "--demo is an old name of --show" in err
     assert "note: reading 5 samples, the checkpoint was trained on all" in out
     assert "1 sentence(s) do not fit" in out and "'Ç' (U+00C7" in out
+    assert len(re.findall("Input sentence:", out)) == 3
     rows = read_tsv(tmp_path / "o.tsv")
     assert len(rows) == 4 and rows[2] == ["Ça va?", "Ça va ?", ""]
 
@@ -163,20 +174,37 @@ def test_evaluate_reads_the_data_its_run_recorded(tmp_path):
     copy.write_bytes(DEMO_PATH.read_bytes())
     ckpt = save_trained(tmp_path / "ckpt", params, config, ds,
                                    {"data": {"path": str(copy)}, "data_sha256": train.data_fingerprint(ds)})
-    rc, out, err = run(["evaluate", str(ckpt), "--demo", "0", "--out", str(tmp_path / "a.tsv")])
+    rc, out, err = run(["evaluate", str(ckpt), "--show", "0", "--out", str(tmp_path / "a.tsv")])
     assert rc == 0, err
     assert f"of 140 from {copy}" in out
-    rc, _, err = run(["evaluate", str(ckpt), "--data", str(DEMO_PATH), "--demo", "0", "--out", str(tmp_path / "b.tsv")])
+    rc, _, err = run(["evaluate", str(ckpt), "--data", str(DEMO_PATH), "--show", "0", "--out", str(tmp_path / "b.tsv")])
     assert rc == 0, err
     assert read_tsv(tmp_path / "a.tsv") == read_tsv(tmp_path / "b.tsv")
 
     copy.write_text(DEMO_PATH.read_text(encoding="utf-8").replace("Go.", "Go!", 1), encoding="utf-8")
-    rc, out, err = run(["evaluate", str(ckpt), "--demo", "0"])
+    rc, out, err = run(["evaluate", str(ckpt), "--show", "0"])
     assert rc == 2 and out == ""
     assert err.strip().splitlines() == [f"minis2s evaluate: error: {copy} has changed since {ckpt} was trained on it "
                                         "(its SHA-256 differs); pass --data PATH to the file it was trained on"]
     copy.unlink()
-    rc, out, err = run(["evaluate", str(ckpt), "--demo", "0"])
+    rc, out, err = run(["evaluate", str(ckpt), "--show", "0"])
     assert rc == 2 and out == ""
     assert err.strip().splitlines() == [f"minis2s evaluate: error: {ckpt} was trained on {copy}, which no longer "
                                         "exists; pass --data PATH to that file (or its copy)"]
+
+
+def test_evaluate_refuses_data_that_is_not_the_training_data(tmp_path):
+    """--data naming another file than the one the run trained on (its SHA-256 differs) is an
+    error naming both, not a validation split of some other file scored near 0."""
+    from minis2s import checkpoint, train
+
+    params, ds, config, _ = tiny_model()
+    ckpt = checkpoint.save_trained(tmp_path / "ckpt", params, config, ds,
+                                   {"data": {"path": str(DEMO_PATH)}, "data_sha256": train.data_fingerprint(ds)})
+    other = tmp_path / "other.txt"
+    other.write_text(DEMO_PATH.read_text(encoding="utf-8").replace("Go.", "Go!", 1), encoding="utf-8")
+    rc, out, err = run(["evaluate", str(ckpt), "--data", str(other), "--show", "0", "--out", str(tmp_path / "o.tsv")])
+    assert rc == 2 and out == "" and not (tmp_path / "o.tsv").exists()
+    assert err.strip().splitlines() == [
+        f"minis2s evaluate: error: --data {other} is not the data {ckpt} was trained on ({DEMO_PATH}): the SHA-256 "
+        f"of its first 140 pairs differs; pass --data PATH to that file"]

@@ -62,10 +62,46 @@ def test_translate_evaluate_and_attention_plot(luong_run, tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     rc, beam_out, err = run(["translate", str(luong_run), *SENTENCES, "--beam", "3"], capsys)
     assert rc == 0 and len(beam_out.split("\n")) == len(SENTENCES) + 1, err
-    rc, out, err = run(["evaluate", str(luong_run), "--data", str(data.DEMO_PATH), "--limit", "4", "--demo", "0",
+    rc, out, err = run(["evaluate", str(luong_run), "--data", str(data.DEMO_PATH), "--limit", "4", "--show", "0",
                         "--out", str(tmp_path / "eval.tsv")], capsys)
     assert rc == 0 and "chrF:" in out, err
     assert len((tmp_path / "eval.tsv").read_text().splitlines()) == 5
+
+
+def test_a_run_directory_says_which_checkpoint_it_uses(luong_run, capsys):
+    best = checkpoint.best_checkpoint(luong_run)  # the oracle: lowest val_loss of the run
+    epoch = int(best.name.removeprefix("epoch-"))
+    val_loss = json.loads((luong_run / checkpoint.HISTORY_FILE).read_text())["val_loss"][epoch - 1]
+    using = f"{best} (epoch {epoch}, the lowest val_loss of the run: {val_loss:.4f})"
+    rc, out, err = run(["translate", str(luong_run), "Go."], capsys)
+    assert rc == 0 and err.strip() == f"minis2s translate: using {using}"
+    rc, out, err = run(["translate", str(best), "Go."], capsys)  # a checkpoint named: nothing to say
+    assert rc == 0 and err == ""
+    rc, out, err = run(["evaluate", str(luong_run), "--data", str(data.DEMO_PATH), "--limit", "2", "--show", "0",
+                        "--out", str(luong_run.parent / "e.tsv")], capsys)
+    assert rc == 0 and f"Evaluating {using} on the validation split" in out, err
+
+
+def test_attention_plot_pairs_every_sample_with_its_own_sentence(luong_run, tmp_path, capsys, monkeypatch):
+    """--sample --samples 3: one panel per sample, each against the sentence it translates."""
+    require_module("matplotlib")
+    from minis2s import plot
+
+    drawn = []
+    real = plot.plot_attention
+    monkeypatch.setattr(plot, "plot_attention", lambda panels, out: drawn.extend(panels) or real(panels, out))
+    rc, out, err = run(["translate", str(luong_run), *SENTENCES, "--sample", "--samples", "3", "--seed", "5",
+                        "--attention-plot", str(tmp_path / "attn")], capsys)
+    assert rc == 0, err
+    # the oracle: the library's samples, sentence by sentence
+    trained = checkpoint.load_trained(luong_run)
+    samples = decode.translate_samples(trained, SENTENCES, samples=3, temperature=1.0, seed=5)
+    want = [(s, r.hypothesis.chars) for s, rs in zip(SENTENCES, samples) for r in rs]
+    assert [(e, c) for e, c, _ in drawn] == want
+    assert out.splitlines() == [r.output for rs in samples for r in rs]
+    # no suffix given: matplotlib writes attn.png, and that is the file named
+    assert f"minis2s translate: wrote {tmp_path / 'attn.png'} ({len(want)} panel(s))" in err
+    assert (tmp_path / "attn.png").is_file() and not (tmp_path / "attn").exists()
 
 
 def test_plot_weights_are_the_weights_greedy_decoding_used(luong_run):
