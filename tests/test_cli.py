@@ -12,7 +12,8 @@ import tomllib
 
 import pytest
 
-from minis2s import checkpoint, data, train
+from minis2s import data, train
+from minis2s import trained as trained_mod
 from minis2s.cli import build_parser
 from minis2s.cli.options import ALL, MAX_BEAM, count_or_all, number
 from tests._cli import run
@@ -113,12 +114,12 @@ def test_num_samples_all_trains_on_every_pair(tmp_path):
     split_at = int(n * 0.8)  # Keras' validation_split: the last 20% are held out
     assert f"Number of samples: {n}\n" in out
     assert f"Train on {split_at} samples, validate on {n - split_at} samples" in out
-    assert checkpoint.load_trained(tmp_path / "run").config.num_samples is None  # recorded as 'all'
+    assert trained_mod.load_trained(tmp_path / "run").config.num_samples is None  # recorded as 'all'
 
 
 def test_evaluate_num_samples_all_reads_every_pair(tmp_path):
     params, ds, config, _ = tiny_model()
-    ckpt = checkpoint.save_trained(tmp_path / "ckpt", params, dataclasses.replace(config, num_samples=100), ds)
+    ckpt = trained_mod.save_trained(tmp_path / "ckpt", params, dataclasses.replace(config, num_samples=100), ds)
     rc, out, err = run(["evaluate", str(ckpt), "--data", str(data.DEMO_PATH), "--num-samples", "all", "--show", "0",
                         "--on-error", "skip", "--out", str(tmp_path / "e.tsv")])
     assert rc == 0, err
@@ -187,7 +188,7 @@ class _Terminal(io.TextIOWrapper):
 
 def test_translate_from_a_terminal_says_it_reads_standard_input(tmp_path, monkeypatch):
     params, ds, config, _ = tiny_model()
-    ckpt = checkpoint.save_trained(tmp_path / "ckpt", params, config, ds)
+    ckpt = trained_mod.save_trained(tmp_path / "ckpt", params, config, ds)
     monkeypatch.setattr(sys, "stdin", _Terminal(io.BytesIO(b"Go.\n"), encoding="utf-8"))
     rc, out, err = run(["translate", str(ckpt)])
     assert rc == 0 and len(out.splitlines()) == 1

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tests._tiny_model import save_tiny_checkpoint, tiny_model
 from minis2s import decode, metrics, models, train
+from minis2s import trained as trained_mod
 from minis2s.data import DEMO_PATH
 from tests.conftest import require_module
 from tests._cli import run
@@ -196,10 +197,10 @@ def test_evaluate_reads_the_data_its_run_recorded(tmp_path):
 def test_evaluate_refuses_data_that_is_not_the_training_data(tmp_path):
     """--data naming another file than the one the run trained on (its SHA-256 differs) is an
     error naming both, not a validation split of some other file scored near 0."""
-    from minis2s import checkpoint, train
+    from minis2s import train
 
     params, ds, config, _ = tiny_model()
-    ckpt = checkpoint.save_trained(tmp_path / "ckpt", params, config, ds,
+    ckpt = trained_mod.save_trained(tmp_path / "ckpt", params, config, ds,
                                    {"data": {"path": str(DEMO_PATH)}, "data_sha256": train.data_fingerprint(ds)})
     other = tmp_path / "other.txt"
     other.write_text(DEMO_PATH.read_text(encoding="utf-8").replace("Go.", "Go!", 1), encoding="utf-8")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from minis2s import alignment, checkpoint, cli, data, decode, models, train
-from minis2s.run import HISTORY_FILE, latest_checkpoint
+from minis2s.run import HISTORY_FILE, best_checkpoint, latest_checkpoint
 from minis2s.trained import load_trained, save_trained
 from minis2s.plot import PlotError, plot_attention
 
@@ -69,7 +69,7 @@ def test_translate_evaluate_and_attention_plot(luong_run, tmp_path, capsys):
 
 
 def test_a_run_directory_says_which_checkpoint_it_uses(luong_run, capsys):
-    best = checkpoint.best_checkpoint(luong_run)  # the oracle: lowest val_loss of the run
+    best = best_checkpoint(luong_run)  # the oracle: lowest val_loss of the run
     epoch = int(best.name.removeprefix("epoch-"))
     val_loss = json.loads((luong_run / checkpoint.HISTORY_FILE).read_text())["val_loss"][epoch - 1]
     using = f"{best} (epoch {epoch}, the lowest val_loss of the run: {val_loss:.4f})"
@@ -94,7 +94,7 @@ def test_attention_plot_pairs_every_sample_with_its_own_sentence(luong_run, tmp_
                         "--attention-plot", str(tmp_path / "attn")], capsys)
     assert rc == 0, err
     # the oracle: the library's samples, sentence by sentence
-    trained = checkpoint.load_trained(luong_run)
+    trained = load_trained(luong_run)
     samples = decode.translate_samples(trained, SENTENCES, samples=3, temperature=1.0, seed=5)
     want = [(s, r.hypothesis.chars) for s, rs in zip(SENTENCES, samples) for r in rs]
     assert [(e, c) for e, c, _ in drawn] == want

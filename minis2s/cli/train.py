@@ -8,7 +8,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from .. import checkpoint, newrun, resources, run, runlock
+from .. import checkpoint, newrun, resources, runlock
+from ..run import best_checkpoint, list_checkpoints
 from .. import resume as resume_mod
 from .options import (UsageError, add_model_options, add_show_option, count_or_all, num_samples_value, number,
                       positive_int, seed)
@@ -167,7 +168,7 @@ def _run(args, held: contextlib.ExitStack) -> int:
         config = dataclasses.replace(d, **given)
         options = {"patience": args.patience, "checkpoint_every": args.checkpoint_every or 1}
         out = Path(args.out or "runs/seed")
-        if run.list_checkpoints(out):
+        if list_checkpoints(out):
             with runlock.hold(out):  # a run still training there is the better message
                 pass
             newrun.refuse_existing_run(out)
@@ -207,8 +208,8 @@ def _train_and_report(args, config, ds, path, out, state, options, mesh, writer)
     model = models.build(train.model_config(config, ds))
     if not writer:
         return 0
-    found = [p.name for _, p in run.list_checkpoints(out)]
-    best = run.best_checkpoint(out).name if found else None
+    found = [p.name for _, p in list_checkpoints(out)]
+    best = best_checkpoint(out).name if found else None
     print(f"Saved checkpoints to {out}/ ({', '.join(found)}; best by val_loss: {best}) and {out}/history.json")
     for i in range(min(args.show, len(ds))):
         enc = ds.encoder_tokens[i]
@@ -227,7 +228,7 @@ def interrupted_advice(args) -> str:
     run_dir = Path(getattr(args, "resume", None) or getattr(args, "out", None) or "runs/seed")
     if checkpoint.is_checkpoint(run_dir):  # an epoch-NNNN folder: resume the run, i.e. its newest
         run_dir = run_dir.parent
-    if run.list_checkpoints(run_dir):
+    if list_checkpoints(run_dir):
         return f"interrupted; the last complete checkpoint is kept: continue with minis2s train --resume {run_dir}"
     return (f"interrupted before the first checkpoint; {run_dir} holds none, so there is nothing to resume: "
             "run the same command again to start over")
