@@ -329,13 +329,9 @@ def read_arrays(directory: str | os.PathLike, fname: str, manifest: dict[str, An
 
 def expected_param_shapes(meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """Parameter shapes the manifest's config and vocabularies call for."""
-    from .models import ModelConfig, param_shapes
+    from .models import config_for, param_shapes
 
-    c = meta["config"]
-    return param_shapes(ModelConfig(
-        len(meta["input_chars"]), len(meta["target_chars"]), int(c["latent_dim"]),
-        c.get("model", "seed"), c.get("cell", "lstm"), bool(c.get("attention_scale", False)),
-    ))
+    return param_shapes(config_for(meta["config"], meta["input_chars"], meta["target_chars"]))
 
 
 def _check_param_shapes(directory: Path, flat: dict[str, np.ndarray], meta: dict[str, Any]) -> None:

@@ -79,8 +79,8 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
 
 
 def model_config(config: Config, data: Dataset) -> ModelConfig:
-    return ModelConfig(len(data.input_vocab), len(data.target_vocab), config.latent_dim, config.model, config.cell,
-                       config.attention_scale)
+    """The model ``config`` trains on ``data``: :func:`minis2s.models.config_for` of its vocabularies."""
+    return models.config_for(config, data.input_vocab, data.target_vocab)
 
 
 # Per-epoch values in a run's history (history.json and every checkpoint manifest).

@@ -57,11 +57,7 @@ def model_for(params: Params) -> Model:
 
 def model_of(trained) -> Model:
     """The :class:`~minis2s.models.Model` a :class:`minis2s.checkpoint.Trained` was trained as."""
-    c = trained.config
-    return models.build(ModelConfig(
-        len(trained.input_vocab), len(trained.target_vocab), c.latent_dim,
-        getattr(c, "model", "seed"), getattr(c, "cell", "lstm"), getattr(c, "attention_scale", False),
-    ))
+    return models.build(models.config_for(trained.config, trained.input_vocab, trained.target_vocab))
 
 
 def _lengths(encoder_tokens: jax.Array, encoder_lengths: jax.Array | None) -> jax.Array:
@@ -572,9 +568,7 @@ def check_trained(trained, where: str = "checkpoint") -> None:
     v_in, v_out = len(trained.input_vocab), len(trained.target_vocab)
     try:
         h = p["decoder"]["recurrent_kernel"].shape[0]
-        c = trained.config
-        sizes = ModelConfig(v_in, v_out, h, getattr(c, "model", "seed"), getattr(c, "cell", "lstm"),
-                            getattr(c, "attention_scale", False))
+        sizes = models.config_for(trained.config, trained.input_vocab, trained.target_vocab, latent_dim=h)
         for path, shape in models.param_shapes(sizes).items():
             node = p
             for key in path.split("/"):
