@@ -236,7 +236,8 @@ def _check_layer_config(layers: dict[str, Any]) -> None:
         cell = cells.by_keras_layer(kind)
         if cell is None:
             raise ConversionError(
-                f"{role} layer {layers[role].name!r} is a {kind}; minis2s converts {', '.join(cells.keras_layers())} layers"
+                f"{role} layer {layers[role].name!r} is a {kind}; minis2s converts "
+                f"{', '.join(cells.keras_layers())} layers"
             )
         for k, v in cell.keras_config:
             if k in cfg and cfg[k] != v:
@@ -289,7 +290,9 @@ def _keras_rnn(keras, cell: str):
     except ValueError as e:
         raise ConversionError(str(e)) from None
     if found.keras_layer is None:
-        raise ConversionError(f"cell {cell!r} has no Keras layer; Keras models need one of {', '.join(cells.keras_layers())}")
+        raise ConversionError(
+            f"cell {cell!r} has no Keras layer; Keras models need one of {', '.join(cells.keras_layers())}"
+        )
     return getattr(keras.layers, found.keras_layer)
 
 

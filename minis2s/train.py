@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import checkpoint
+from . import callbacks
 from . import losses
 from . import models
 from . import parallel
@@ -36,6 +36,7 @@ from .data import Dataset
 from .model import make_apply
 from .models import ModelConfig, Params
 from .progress import Progress
+from .callbacks import NonFiniteLoss
 from .run import TrainState, data_fingerprint, initial_state, load_state, save_state
 
 Batch = dict[str, jax.Array]
@@ -171,20 +172,6 @@ def format_epoch(epoch: int, epochs: int, seconds: float, logs: dict[str, float]
 
 
 # --------------------------------------------------------------------------- fit
-
-
-class NonFiniteLoss(FloatingPointError):
-    """The loss became NaN or infinite; the message names the epoch, the step and the last
-    good checkpoint."""
-
-
-def _non_finite_message(what: str, value: float, epoch: int, step: int, steps: int, last_saved: str | None) -> str:
-    where = f"{what} became {value} in epoch {epoch}, step {step} of {steps}; training stopped."
-    if last_saved:
-        kept = f" The last good checkpoint is kept: {last_saved}."
-    else:
-        kept = " No checkpoint was written (no epoch finished with a finite loss)."
-    return where + kept + " Lower --learning-rate (or check the data) and train again."
 
 
 # Settings that do not change the compiled program: the run's length, data, seed, batch
@@ -340,52 +327,6 @@ class _Reporter:
         return totals
 
 
-def _advance(state: TrainState, params, opt_state, logs: dict[str, float], seconds: float) -> TrainState:
-    """The state after one more epoch, with Keras' best-checkpoint and early-stopping
-    bookkeeping (``ModelCheckpoint(save_best_only=True)`` and ``EarlyStopping`` both use
-    ``np.less`` on ``val_loss``)."""
-    improved = logs["val_loss"] < state.best_val_loss
-    return TrainState(
-        params=params,
-        opt_state=opt_state,
-        epoch=state.epoch + 1,
-        history={k: [*state.history[k], v] for k, v in {**logs, "seconds": seconds}.items()},
-        shuffle_key=state.shuffle_key,
-        best_val_loss=logs["val_loss"] if improved else state.best_val_loss,
-        best_epoch=state.epoch + 1 if improved else state.best_epoch,
-        wait=0 if improved else state.wait + 1,
-    )
-
-
-class _Saver:
-    """Writes the run's checkpoints (or nothing, without a run directory) and remembers the
-    last one written, for the message when training has to stop."""
-
-    def __init__(self, out, config: Config, data: Dataset, extra: dict | None):
-        self.out, self.config, self.data, self.extra = out, config, data, extra
-        self.last: str | None = None
-        if out is not None:
-            found = checkpoint.list_checkpoints(out)
-            self.last = str(found[-1][1]) if found else None
-
-    def save(self, state: TrainState) -> None:
-        self.last = save_state(self.out, state, self.config, self.data, self.extra)
-
-    def keep_last_good(self, good: TrainState) -> str | None:
-        """On a fault, make sure the last finished epoch is on disk (with --checkpoint-every
-        > 1 it may not be); return the last good checkpoint."""
-        if self.out is not None and good.epoch > 0 and not (self.last and self.last.endswith(f"epoch-{good.epoch:04d}")):
-            self.save(good)
-        return self.last
-
-
-def _first_bad_step(step_losses) -> tuple[int, float]:
-    """``(step, value)`` of the first non-finite loss of an epoch (0-based step)."""
-    bad = np.asarray(jax.device_get(step_losses))
-    step = int(np.argmax(~np.isfinite(bad)))
-    return step, float(bad[step])
-
-
 def fit(
     config: Config,
     data: Dataset,
@@ -431,7 +372,7 @@ def fit(
     params, opt_state = parallel.replicate((state.params, state.opt_state), mesh)
     val_idx = np.arange(split_at, len(data))
     val_batches = list(batches_of(val_idx))  # the same every epoch: built and placed once
-    saver = _Saver(out, config, data, checkpoint_extra)
+    saver = callbacks.Saver(out, config, data, checkpoint_extra)
 
     for epoch in range(state.epoch, config.epochs):
         t0 = time.perf_counter()
@@ -443,19 +384,19 @@ def fit(
         logs = _summarise(totals)
         steps = len(step_losses)
         if not math.isfinite(logs["loss"]):
-            step, value = _first_bad_step(step_losses)
-            raise NonFiniteLoss(_non_finite_message("loss", value, epoch + 1, step + 1, steps, saver.keep_last_good(state)))
+            step, value = callbacks.first_bad_step(step_losses)
+            last = saver.keep_last_good(state)
+            raise NonFiniteLoss(callbacks.non_finite_message("loss", value, epoch + 1, step + 1, steps, last))
         val = evaluate(params, data, val_idx, config.batch_size, eval_step, lambda _: val_batches)
         logs.update({"val_" + k: v for k, v in val.items()})
         if not math.isfinite(logs["val_loss"]):  # the epoch's last update broke the parameters
-            raise NonFiniteLoss(
-                _non_finite_message("val_loss", logs["val_loss"], epoch + 1, steps, steps, saver.keep_last_good(state))
-            )
+            last = saver.keep_last_good(state)
+            raise NonFiniteLoss(callbacks.non_finite_message("val_loss", logs["val_loss"], epoch + 1, steps, steps, last))
         seconds = time.perf_counter() - t0
         if log is not None:
             log(format_epoch(epoch + 1, config.epochs, seconds, logs))
         improved = logs["val_loss"] < state.best_val_loss
-        state = _advance(state, params, opt_state, logs, seconds)
+        state = callbacks.advance(state, params, opt_state, logs, seconds)
         stop = patience is not None and state.wait >= patience
         if out is not None and (improved or stop or state.epoch % checkpoint_every == 0 or state.epoch == config.epochs):
             saver.save(state)

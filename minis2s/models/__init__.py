@@ -57,7 +57,7 @@ def config_for(config: Any, input_vocab: Sized, target_vocab: Sized, latent_dim:
     return ModelConfig(
         len(input_vocab),
         len(target_vocab),
-        int(fields["latent_dim"] if latent_dim is None else latent_dim),  # required: a manifest without it is incomplete
+        int(fields["latent_dim"] if latent_dim is None else latent_dim),  # required (KeyError: an incomplete manifest)
         fields.get("model", defaults.model),
         fields.get("cell", defaults.cell),
         bool(fields.get("attention_scale", defaults.attention_scale)),
