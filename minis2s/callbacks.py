@@ -48,17 +48,18 @@ def advance(state: TrainState, params, opt_state, logs: dict[str, float], second
 
 class Saver:
     """Writes the run's checkpoints (or nothing, without a run directory) and remembers the
-    last one written, for the message when training has to stop."""
+    last one written, for the message when training has to stop. ``save``: how a state is
+    written (:func:`minis2s.run.save_state`; ``fit`` passes the one its module holds)."""
 
-    def __init__(self, out, config: Config, data: Dataset, extra: dict | None):
-        self.out, self.config, self.data, self.extra = out, config, data, extra
+    def __init__(self, out, config: Config, data: Dataset, extra: dict | None, save=save_state):
+        self.out, self.config, self.data, self.extra, self._save = out, config, data, extra, save
         self.last: str | None = None
         if out is not None:
             found = checkpoint.list_checkpoints(out)
             self.last = str(found[-1][1]) if found else None
 
     def save(self, state: TrainState) -> None:
-        self.last = save_state(self.out, state, self.config, self.data, self.extra)
+        self.last = self._save(self.out, state, self.config, self.data, self.extra)
 
     def keep_last_good(self, good: TrainState) -> str | None:
         """On a fault, make sure the last finished epoch is on disk (with --checkpoint-every

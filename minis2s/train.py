@@ -372,7 +372,7 @@ def fit(
     params, opt_state = parallel.replicate((state.params, state.opt_state), mesh)
     val_idx = np.arange(split_at, len(data))
     val_batches = list(batches_of(val_idx))  # the same every epoch: built and placed once
-    saver = callbacks.Saver(out, config, data, checkpoint_extra)
+    saver = callbacks.Saver(out, config, data, checkpoint_extra, save_state)
 
     for epoch in range(state.epoch, config.epochs):
         t0 = time.perf_counter()
