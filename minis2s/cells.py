@@ -1,10 +1,11 @@
 """Recurrent cells by name: everything a model, a converter or a decoder needs from a cell.
 
 No module outside this one names a cell. A model asks for a :class:`Cell` by name and
-gradient (``get("lstm", "bptt")``) and uses its functions and properties; the Bahdanau
-model's fast path, the Keras converter and the checkpoint checks read what they need off
-the :class:`Cell` (its ``core``, ``gates``, ``keras_layer``...). Adding a cell means adding
-one entry to :data:`CELLS`, not a branch in every model.
+gradient (``get("lstm", "bptt")``) and uses its functions and properties: the Bahdanau
+model's fast path follows the cell's ``core``, the Keras converter its ``gates``,
+``keras_layer`` and ``keras_config``, and :func:`of_params` tells a cell by its shapes.
+Adding a cell means adding one entry to :data:`CELLS`, not a branch in every model
+(``tests/test_cells.py`` registers a plain tanh RNN and trains every model with it).
 
 State convention: a tuple of ``(B, H)`` arrays whose first entry is the output ``h``
 (LSTM: ``(h, c)``; GRU: ``(h,)``). A decoder started "from the encoder's state" takes the whole tuple.

@@ -53,7 +53,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import cells
-from .cells import Cell
 from .model import ModelConfig, param_shapes
 
 __all__ = [
@@ -105,21 +104,14 @@ def _natural_key(name: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
 
 
-def _cell_of(params: Mapping, source: str) -> Cell:
-    """The cell whose shapes the encoder's weights have (:func:`minis2s.cells.of_params`)."""
+def cell_of(params: Mapping, source: str = "params") -> str:
+    """The cell whose shapes the encoder's weights have (:func:`minis2s.cells.of_params`):
+    ``"gru"`` for a ``(2, 3H)`` bias (Keras GRU, reset_after), ``"lstm"`` for ``(4H,)``."""
     cell = cells.of_params(params["encoder"])
     if cell is None:
         shapes = {k: tuple(np.shape(v)) for k, v in params["encoder"].items()}
-        raise ConversionError(
-            f"{source}: the encoder's weights {shapes} are not those of any cell ({', '.join(cells.CELLS)})"
-        )
-    return cell
-
-
-def cell_of(params: Mapping) -> str:
-    """The name of the cell the weights are for: ``"gru"`` when the encoder bias is ``(2, 3H)``
-    (Keras GRU, reset_after), ``"lstm"`` when it is ``(4H,)``."""
-    return _cell_of(params, "params").name
+        raise ConversionError(f"{source}: the encoder's weights {shapes} fit no cell ({', '.join(cells.CELLS)})")
+    return cell.name
 
 
 def _model_name(roles) -> str:
@@ -140,7 +132,7 @@ def _finish(raw: dict[str, dict[str, np.ndarray]], source: str) -> dict[str, dic
     enc, dense = raw["encoder"], raw["dense"]
     h = enc["recurrent_kernel"].shape[0]
     v_out = dense["kernel"].shape[-1]
-    cell = _cell_of(raw, source)
+    cell = cells.get(cell_of(raw, source))
     gates = cell.gates
     if enc["kernel"].ndim != 2 or enc["kernel"].shape[1] != gates * h:
         raise ConversionError(f"{source}: encoder/kernel has shape {enc['kernel'].shape}, expected (V_in, {gates * h})")
@@ -284,16 +276,12 @@ def to_keras(params: Mapping, model: Any, layer_names: Mapping[str, str] | None 
 
 
 def _keras_rnn(keras, cell: str):
-    """The ``keras.layers`` class of the cell named ``cell``; :class:`ConversionError` if it has none."""
-    try:
-        found = cells.get(cell)
-    except ValueError as e:
-        raise ConversionError(str(e)) from None
-    if found.keras_layer is None:
-        raise ConversionError(
-            f"cell {cell!r} has no Keras layer; Keras models need one of {', '.join(cells.keras_layers())}"
-        )
-    return getattr(keras.layers, found.keras_layer)
+    """The ``keras.layers`` class holding the weights of the cell named ``cell``."""
+    layer = cells.get(cell).keras_layer if cell in cells.CELLS else None
+    if layer is None:
+        names = [c.name for c in map(cells.by_keras_layer, cells.keras_layers())]  # the cells Keras has
+        raise ConversionError(f"a Keras model's cell must be one of {', '.join(names)}; got {cell!r}")
+    return getattr(keras.layers, layer)
 
 
 def keras_seed_model(
