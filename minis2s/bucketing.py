@@ -106,7 +106,7 @@ class Batcher:
 
     Every batch holds ``encoder_tokens, encoder_lengths, decoder_tokens, target_tokens, weight`` (and
     ``mask``). With neither option and ``rows == batch_size`` the batches are exactly
-    :func:`minis2s.train.batches`'.
+    :func:`minis2s.batching.batches`'.
     """
 
     def __init__(

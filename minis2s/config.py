@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import optax
 
-from . import models
+from . import cells, models
 from .data import Dataset
 from .models import ModelConfig
 
@@ -33,7 +33,7 @@ class Config:
     # the reference). Both give the same numbers within float tolerance.
     grad: str = "bptt"
     model: str = "seed"  # an entry of minis2s.models.MODELS; "seed" is the Keras example
-    cell: str = "lstm"  # an entry of minis2s.cells.CELLS
+    cell: str = cells.DEFAULT  # an entry of minis2s.cells.CELLS ("lstm")
     attention_scale: bool = False  # luong: learn a scale of the attention scores (Keras use_scale=True)
     bucket: bool = False  # length buckets (minis2s/bucketing.py); departs from the seed
     mask_padding: bool = False  # loss over real target characters only; departs from the seed
@@ -59,9 +59,8 @@ class Config:
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
         models.check_names(self.model, self.cell, self.grad)
-        if self.attention_scale and "attention/scale" not in models.param_shapes(
-            ModelConfig(2, 2, 1, self.model, self.cell, True)
-        ):
+        probe = models.config_for(dataclasses.replace(self, latent_dim=1), "ab", "ab")  # the smallest such model
+        if self.attention_scale and "attention/scale" not in models.param_shapes(probe):
             raise ValueError(f"attention_scale needs a model with attention (e.g. --model luong), not {self.model}")
 
     def to_dict(self) -> dict:
@@ -79,8 +78,8 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
 
 
 def model_config(config: Config, data: Dataset) -> ModelConfig:
-    return ModelConfig(len(data.input_vocab), len(data.target_vocab), config.latent_dim, config.model, config.cell,
-                       config.attention_scale)
+    """The model ``config`` trains on ``data``: :func:`minis2s.models.config_for` of its vocabularies."""
+    return models.config_for(config, data.input_vocab, data.target_vocab)
 
 
 # Per-epoch values in a run's history (history.json and every checkpoint manifest).

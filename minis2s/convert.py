@@ -6,7 +6,8 @@ numbers minis2s uses, under the same names: each LSTM has ``kernel (D, 4H)``,
 and the Dense has ``kernel (H, V_out)`` and ``bias (V_out,)``. The GRU variant (two
 ``GRU(reset_after=True)`` layers, Keras 3's default) has ``kernel (D, 3H)``,
 ``recurrent_kernel (H, 3H)`` and ``bias (2, 3H)``, gates z, r, h, as :mod:`minis2s.gru`;
-which cell a set of weights belongs to is read off the bias shape (:func:`cell_of`).
+which cell a set of weights belongs to is read off its shapes (:func:`cell_of`; each
+:class:`minis2s.cells.Cell` names its Keras layer and gate count).
 Conversion is therefore a copy, no transposes or gate reordering::
 
     from minis2s.convert import from_keras
@@ -51,6 +52,7 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 import numpy as np
 
+from . import cells
 from .model import ModelConfig, param_shapes
 
 __all__ = [
@@ -62,7 +64,6 @@ LAYERS = ("encoder", "decoder", "dense")  # the seed's layers
 LUONG_LAYERS = ("encoder", "decoder", "combine", "dense")  # and "attention" with use_scale=True
 RECURRENT_ROLES = ("encoder", "decoder")
 LSTM_WEIGHTS = ("kernel", "recurrent_kernel", "bias")  # Keras' variable order (GRU: the same)
-GATES = {"lstm": 4, "gru": 3}  # gate blocks per cell: kernel (D, GATES * H)
 DENSE_WEIGHTS = ("kernel", "bias")
 
 
@@ -103,9 +104,14 @@ def _natural_key(name: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
 
 
-def cell_of(params: Mapping) -> str:
-    """``"gru"`` when the encoder bias is ``(2, 3H)`` (Keras GRU, reset_after), else ``"lstm"``."""
-    return "gru" if np.ndim(params["encoder"]["bias"]) == 2 else "lstm"
+def cell_of(params: Mapping, source: str = "params") -> str:
+    """The cell whose shapes the encoder's weights have (:func:`minis2s.cells.of_params`):
+    ``"gru"`` for a ``(2, 3H)`` bias (Keras GRU, reset_after), ``"lstm"`` for ``(4H,)``."""
+    cell = cells.of_params(params["encoder"])
+    if cell is None:
+        shapes = {k: tuple(np.shape(v)) for k, v in params["encoder"].items()}
+        raise ConversionError(f"{source}: the encoder's weights {shapes} fit no cell ({', '.join(cells.CELLS)})")
+    return cell.name
 
 
 def _model_name(roles) -> str:
@@ -126,12 +132,12 @@ def _finish(raw: dict[str, dict[str, np.ndarray]], source: str) -> dict[str, dic
     enc, dense = raw["encoder"], raw["dense"]
     h = enc["recurrent_kernel"].shape[0]
     v_out = dense["kernel"].shape[-1]
-    cell = cell_of(raw)
-    gates = GATES[cell]
+    cell = cells.get(cell_of(raw, source))
+    gates = cell.gates
     if enc["kernel"].ndim != 2 or enc["kernel"].shape[1] != gates * h:
         raise ConversionError(f"{source}: encoder/kernel has shape {enc['kernel'].shape}, expected (V_in, {gates * h})")
     # V_in is whatever the encoder kernel says; every other shape must fit the model.
-    sizes = ModelConfig(enc["kernel"].shape[0], v_out, h, model, cell, attention_scale=scaled)
+    sizes = ModelConfig(enc["kernel"].shape[0], v_out, h, model, cell.name, attention_scale=scaled)
     for path, shape in param_shapes(sizes).items():
         role, name = path.split("/")
         got = tuple(raw[role][name].shape)
@@ -139,7 +145,7 @@ def _finish(raw: dict[str, dict[str, np.ndarray]], source: str) -> dict[str, dic
             names = ", ".join(f"{r!r}: ..." for r in roles)
             raise ConversionError(
                 f"{source}: {path} has shape {got}, expected {shape} for the {model} model "
-                f"(latent_dim {h}, {v_out} output tokens); is this the {model}'s {cell.upper()} encoder-decoder? "
+                f"(latent_dim {h}, {v_out} output tokens); is this the {model}'s {cell.name.upper()} encoder-decoder? "
                 f"If the layers were matched wrongly, pass layer_names={{{names}}}"
             )
     return {role: {n: jnp.asarray(np.asarray(a, np.float32)) for n, a in raw[role].items()} for role in roles}
@@ -179,22 +185,24 @@ def find_keras_layers(model: Any, layer_names: Mapping[str, str] | None = None) 
         except ValueError as e:
             names = [layer.name for layer in model.layers]
             raise ConversionError(f"{e}; the model's layers are {names}") from None
-    lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
-    grus = [layer for layer in model.layers if isinstance(layer, keras.layers.GRU)]
+    kinds = cells.keras_layers()  # the Keras classes of the registered cells: ("LSTM", "GRU")
+    by_kind = {k: [layer for layer in model.layers if isinstance(layer, getattr(keras.layers, k))] for k in kinds}
+    recurrent = [layers for layers in by_kind.values() if layers]
+    recurrent = recurrent[0] if len(recurrent) == 1 else []  # both recurrent layers of one kind
     denses = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     attentions = [layer for layer in model.layers if isinstance(layer, keras.layers.Attention)]
-    if len(lstms) == 2 and not grus and len(denses) == 2 and len(attentions) == 1:
+    if len(recurrent) == 2 and len(denses) == 2 and len(attentions) == 1:
         _check_attention(attentions[0])
         split = _split_denses(denses, lambda d: d.kernel.shape[0], f"Keras model {model.name!r}")
         scale = {"attention": attentions[0]} if attentions[0].weights else {}  # use_scale=True
-        return {"encoder": lstms[0], "decoder": lstms[1], **split, **scale}
-    recurrent = grus if len(grus) == 2 and not lstms else lstms
-    if len(recurrent) != 2 or len(denses) != 1 or (lstms and grus) or attentions:
+        return {"encoder": recurrent[0], "decoder": recurrent[1], **split, **scale}
+    if len(recurrent) != 2 or len(denses) != 1 or attentions:
         found = [f"{layer.name} ({type(layer).__name__})" for layer in model.layers]
-        gru_note = f" (and {len(grus)} GRU)" if grus else ""
+        counts = [f"{len(by_kind[k])} {k}" for i, k in enumerate(kinds) if i == 0 or by_kind[k]]
+        either = " (or ".join(f"2 {k}" for k in kinds) + ")" * (len(kinds) - 1)
         raise ConversionError(
-            f"expected the seed's 2 LSTM (or 2 GRU) layers and 1 Dense layer (or the luong model's 2 LSTM, "
-            f"1 Attention and 2 Dense), found {len(lstms)} LSTM and {len(denses)} Dense{gru_note} among {found}; "
+            f"expected the seed's {either} layers and 1 Dense layer (or the luong model's 2 {kinds[0]}, "
+            f"1 Attention and 2 Dense), found {', '.join(counts)} and {len(denses)} Dense among {found}; "
             "pass layer_names={'encoder': ..., 'decoder': ..., 'dense': ...}"
         )
     return {"encoder": recurrent[0], "decoder": recurrent[1], "dense": denses[0]}
@@ -211,14 +219,19 @@ def _check_attention(layer: Any) -> None:
 
 
 def _check_layer_config(layers: dict[str, Any]) -> None:
-    """minis2s computes tanh/sigmoid LSTMs (or GRUs with ``reset_after=True``) with biases and
-    a softmax Dense; refuse others."""
-    want_lstm = {"activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True, "go_backwards": False}
+    """minis2s computes the recurrent layers as its cells do (each cell's ``keras_config``:
+    tanh/sigmoid LSTMs, GRUs with ``reset_after=True``, with biases) and a softmax Dense;
+    refuse others."""
     for role in RECURRENT_ROLES:
         cfg = layers[role].get_config()
         kind = type(layers[role]).__name__
-        want = dict(want_lstm, reset_after=True) if kind == "GRU" else want_lstm
-        for k, v in want.items():
+        cell = cells.by_keras_layer(kind)
+        if cell is None:
+            raise ConversionError(
+                f"{role} layer {layers[role].name!r} is a {kind}; minis2s converts "
+                f"{', '.join(cells.keras_layers())} layers"
+            )
+        for k, v in cell.keras_config:
             if k in cfg and cfg[k] != v:
                 raise ConversionError(f"{role} {kind} {layers[role].name!r} has {k}={cfg[k]!r}; minis2s needs {k}={v!r}")
     cfg = layers["dense"].get_config()
@@ -262,30 +275,33 @@ def to_keras(params: Mapping, model: Any, layer_names: Mapping[str, str] | None 
     return model
 
 
+def _keras_rnn(keras, cell: str):
+    """The ``keras.layers`` class holding the weights of the cell named ``cell``."""
+    layer = cells.get(cell).keras_layer if cell in cells.CELLS else None
+    if layer is None:
+        names = [c.name for c in map(cells.by_keras_layer, cells.keras_layers())]  # the cells Keras has
+        raise ConversionError(f"a Keras model's cell must be one of {', '.join(names)}; got {cell!r}")
+    return getattr(keras.layers, layer)
+
+
 def keras_seed_model(
-    num_encoder_tokens: int, num_decoder_tokens: int, latent_dim: int, compile: bool = True, cell: str = "lstm"
+    num_encoder_tokens: int, num_decoder_tokens: int, latent_dim: int, compile: bool = True, cell: str = cells.DEFAULT
 ) -> Any:
     """The Keras example's training model, built with Keras (for exports and parity checks).
 
     ``Input -> LSTM(return_state)`` encoder, ``LSTM(return_sequences, return_state)``
     decoder started from the encoder state, ``Dense(softmax)``; compiled as the seed does
     (``rmsprop``, ``categorical_crossentropy``, ``accuracy``) unless ``compile=False``.
-    ``cell="gru"`` puts ``keras.layers.GRU`` (``reset_after=True``) in place of both LSTMs:
-    the encoder hands the decoder its one state ``h``.
+    ``cell="gru"`` puts ``keras.layers.GRU`` (``reset_after=True``) in place of both LSTMs
+    (any cell's :attr:`~minis2s.cells.Cell.keras_layer`): the encoder hands the decoder its
+    whole state (the GRU's one ``h``).
     """
     keras = _import_keras()
-    if cell not in GATES:
-        raise ConversionError(f"cell must be one of {', '.join(GATES)}; got {cell!r}")
+    rnn = _keras_rnn(keras, cell)
     encoder_inputs = keras.Input(shape=(None, num_encoder_tokens))
     decoder_inputs = keras.Input(shape=(None, num_decoder_tokens))
-    if cell == "gru":
-        _, state_h = keras.layers.GRU(latent_dim, return_state=True)(encoder_inputs)
-        decoder_gru = keras.layers.GRU(latent_dim, return_sequences=True, return_state=True)
-        decoder_outputs, _ = decoder_gru(decoder_inputs, initial_state=[state_h])
-    else:
-        _, state_h, state_c = keras.layers.LSTM(latent_dim, return_state=True)(encoder_inputs)
-        decoder_lstm = keras.layers.LSTM(latent_dim, return_sequences=True, return_state=True)
-        decoder_outputs, _, _ = decoder_lstm(decoder_inputs, initial_state=[state_h, state_c])
+    _, *state = rnn(latent_dim, return_state=True)(encoder_inputs)  # LSTM: h, c; GRU: h
+    decoder_outputs, *_ = rnn(latent_dim, return_sequences=True, return_state=True)(decoder_inputs, initial_state=state)
     outputs = keras.layers.Dense(num_decoder_tokens, activation="softmax")(decoder_outputs)
     model = keras.Model([encoder_inputs, decoder_inputs], outputs)
     if compile:

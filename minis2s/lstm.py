@@ -127,6 +127,18 @@ def fast_gates(z: jax.Array, scale: jax.Array, offset: jax.Array) -> tuple[jax.A
     return t, t * scale + offset
 
 
+def fast_cell(params: Params, zx_t: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """:func:`cell` with the one-``tanh`` gate block of :func:`fast_gates` (the form
+    ``minis2s/bptt.py`` runs): same maths, one element-wise kernel for the four gates.
+    The LSTM's ``core`` in :mod:`minis2s.cells` (``zx_t = x_t W + b`` from the caller)."""
+    h_prev, c_prev = state
+    scale, offset = gate_constants(h_prev.shape[-1], zx_t.dtype)
+    _, act = fast_gates(zx_t + h_prev @ params["recurrent_kernel"], scale, offset)  # (B, 4H)
+    i, f, g, o = jnp.split(act, 4, axis=-1)
+    c = f * c_prev + i * g
+    return o * jnp.tanh(c), c
+
+
 def input_projection(params: Params, inputs: jax.Array) -> jax.Array:
     """``x_t W + b`` for every timestep at once, time-major: ``(T, B, 4H)``.
 

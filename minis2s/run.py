@@ -234,11 +234,7 @@ def model_meta(config, data) -> dict[str, Any]:
 
 def expected_param_shapes(meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """Parameter shapes the manifest's config and vocabularies call for."""
-    c = meta["config"]
-    return models.param_shapes(models.ModelConfig(
-        len(meta["input_chars"]), len(meta["target_chars"]), int(c["latent_dim"]),
-        c.get("model", "seed"), c.get("cell", "lstm"), bool(c.get("attention_scale", False)),
-    ))
+    return models.param_shapes(models.config_for(meta["config"], meta["input_chars"], meta["target_chars"]))
 
 
 def check_param_shapes(directory: str | os.PathLike, params: dict, meta: dict[str, Any]) -> None:

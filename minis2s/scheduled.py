@@ -19,8 +19,8 @@ this works for every model of :mod:`minis2s.models`; its gradient is JAX's throu
 scan. ``R = 1`` is the teacher-forced model to float rounding (tested); training keeps the
 seed's layer path, bit for bit, whenever the ratio is 1 (:func:`uses_scheduled_sampling`).
 
-Randomness: one key per training step (``fold_in`` of the run's key, see
-:func:`minis2s.train`), split here into one key per decoder step; each key draws the
+Randomness: one key per training step (``fold_in`` of the run's key, :func:`step_extras`),
+split here into one key per decoder step; each key draws the
 ``(B,)`` coins of one step and is never used again.
 
 The ratio may decay linearly over training (:func:`ratio_at`): ``R_e`` goes from
@@ -73,3 +73,24 @@ def ratio_at(epoch: int, epochs: int, start: float, end: float | None) -> float:
 def uses_scheduled_sampling(start: float, end: float | None) -> bool:
     """Whether any epoch feeds predictions (else training keeps the teacher-forced path)."""
     return start < 1.0 or (end is not None and end < 1.0)
+
+
+# fold_in(shuffle_key, e) shuffles epoch e (minis2s/train.py); fold_in(shuffle_key, _COIN_STREAM + e)
+# is the root of epoch e's scheduled-sampling keys, so no key serves twice (epochs < 2**30).
+_COIN_STREAM = 1 << 30
+
+
+def step_extras(start: float, end: float | None, epochs: int, shuffle_key: jax.Array, epoch: int):
+    """``extras(steps) -> {"coin_key": (S, 2), "teacher_forcing": (S,)}`` for epoch ``epoch``
+    (step ``s`` draws with ``fold_in(epoch key, s)``, at the ratio :func:`ratio_at`), what the
+    training batches carry; ``None`` on the teacher-forced path (:func:`uses_scheduled_sampling`)."""
+    if not uses_scheduled_sampling(start, end):
+        return None
+    ratio = ratio_at(epoch, epochs, start, end)
+    root = jax.random.fold_in(jnp.asarray(shuffle_key), _COIN_STREAM + epoch)
+
+    def extras(steps: int) -> dict:
+        keys = jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.arange(steps, dtype=jnp.uint32))
+        return {"coin_key": keys, "teacher_forcing": jnp.full((steps,), ratio, jnp.float32)}
+
+    return extras

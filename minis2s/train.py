@@ -1,15 +1,13 @@
 """Training: the seed's ``model.fit`` as a jitted step and a plain epoch loop.
 
-What Keras does, and what this module does the same way:
+What Keras does, and what this module does the same way (the split and the batches are
+:mod:`minis2s.batching`'s):
 
-- ``validation_split=0.2`` takes the **last** 20% of the samples (before any shuffle) as
-  validation data: ``split_at = floor(N * (1 - 0.2))``.
 - The training samples are reshuffled every epoch (here from an explicit PRNG key,
   ``fold_in(shuffle_key, epoch)``).
 - RMSprop, ``lr=1e-3, rho=0.9, epsilon=1e-7``: ``optax.rmsprop(1e-3, decay=0.9, eps=1e-7)``.
 - The reported epoch loss and accuracy are means over all samples (Keras weights each
-  batch's mean by its size). The last, smaller batch is padded to the full batch size
-  with rows of weight 0, so it reuses the compiled step and its metrics stay exact.
+  batch's mean by its size); the weight-0 rows that fill the last batch change no sum.
 """
 
 from __future__ import annotations
@@ -19,24 +17,27 @@ import functools
 import math
 import os
 import time
-from typing import Callable, Iterator
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from . import callbacks
 from . import losses
 from . import models
 from . import parallel
 from . import scheduled
-from .bucketing import Batcher, fill_rows
+from .batching import batch_plan, batches, device_data, split_train_val
+from .bucketing import Batcher
 from .config import HISTORY_KEYS, Config, make_optimizer, model_config
 from .data import Dataset
 from .model import make_apply
 from .models import ModelConfig, Params
 from .progress import Progress
-from .run import TrainState, data_fingerprint, initial_state, list_checkpoints, load_state, save_state
+from .callbacks import NonFiniteLoss
+from .run import TrainState, data_fingerprint, initial_state, load_state, save_state
 
 Batch = dict[str, jax.Array]
 
@@ -47,13 +48,11 @@ Batch = dict[str, jax.Array]
 def loss_fn(params: Params, batch: Batch, apply_fn: Callable | None = None) -> tuple[jax.Array, dict]:
     """Weighted mean of the per-sample Keras loss, and the sums an epoch needs.
 
-    ``batch`` holds ``encoder_tokens (B, T_enc)``, ``encoder_lengths (B,)`` (models with
-    attention need them), ``decoder_tokens (B, T_dec)``, ``target_tokens (B, T_dec)`` and
-    ``weight (B,)`` (1 for real rows, 0 for padding rows). ``apply_fn(params, batch)`` is
-    the model's teacher-forced forward pass (a :class:`minis2s.models.Model`'s ``apply``;
-    default: the seed with the hand-derived LSTM gradient, :func:`minis2s.model.make_apply`).
-    The loss of a sample is the mean over its ``T_dec`` positions, so for a full batch the
-    value equals Keras' mean over batch and time.
+    ``batch``: ``encoder_tokens (B, T_enc)``, ``encoder_lengths (B,)``, ``decoder_tokens`` and
+    ``target_tokens (B, T_dec)``, ``weight (B,)`` (0 for padding rows). ``apply_fn(params, batch)``:
+    the model's teacher-forced pass (a :class:`minis2s.models.Model`'s ``apply``; default the
+    seed's, :func:`minis2s.model.make_apply`). A sample's loss is the mean over its ``T_dec``
+    positions, so for a full batch the value is Keras' mean over batch and time.
     """
     probs = (apply_fn or make_apply())(params, batch)  # (B, T, V)
     ce = losses.per_position_crossentropy(probs, batch["target_tokens"])  # (B, T)
@@ -83,10 +82,6 @@ def _step(optimizer: optax.GradientTransformation, apply_fn: Callable):
     return train_step
 
 
-def _resolve_apply(apply_fn: Callable | None, grad: str) -> Callable:
-    return make_apply(grad) if apply_fn is None else apply_fn
-
-
 def make_train_step(
     optimizer: optax.GradientTransformation, apply_fn: Callable | None = None, grad: str = "bptt"
 ):
@@ -95,31 +90,27 @@ def make_train_step(
     ``apply_fn(params, batch)`` is the model's forward pass; when ``None`` it is the seed's
     (:func:`minis2s.model.make_apply`) with the LSTM gradient named by ``grad``.
     """
-    return jax.jit(_step(optimizer, _resolve_apply(apply_fn, grad)))
+    return jax.jit(_step(optimizer, make_apply(grad) if apply_fn is None else apply_fn))
 
 
 def make_train_epoch(
     optimizer: optax.GradientTransformation, apply_fn: Callable | None = None, grad: str = "bptt"
 ):
-    """Many training steps in one call, as Keras' ``steps_per_execution`` does.
+    """Many training steps in one call, as Keras' ``steps_per_execution`` does: a jitted step
+    called from Python pays dispatch and a host-to-device copy per batch; here the data stay
+    on the device and Python is entered once.
 
-    ``train_epoch(params, opt_state, data, index, weight, step_extras=None, totals=None) -> (params, opt_state, totals, step_losses)``:
-    ``data`` holds the device-resident ``encoder_tokens, decoder_tokens, target_tokens``
-    ``(N, T)`` and ``encoder_lengths (N,)`` arrays (:func:`device_data`), ``index`` ``(S, B)`` the rows of each of the ``S`` batches and
-    ``weight`` ``(S, B)`` their weights (0 for padding rows). A ``lax.scan`` runs the same
-    update as :func:`make_train_step` once per batch, in order; ``totals`` are the metric
-    sums, added batch after batch in the same order as the per-step loop would, starting from
-    the given ``totals`` (zeros by default): so an epoch run as several calls over consecutive
-    slices of ``index, weight``, each passing on the ``totals`` of the one before, gives the same
-    numbers bit for bit as one call (``fit`` does that to report progress);
-    ``step_losses`` ``(S,)`` each batch's loss sum, so a non-finite loss can be traced to its step.
-    ``step_extras`` (optional): a dict of ``(S, ...)`` arrays, row ``s`` added to batch ``s``
-    (scheduled sampling's key and ratio).
-
-    Why: a jitted step called from Python pays dispatch and a host-to-device copy of the
-    batch every time; here the epoch's data stay on the device and Python is entered once.
+    ``train_epoch(params, opt_state, data, index, weight, step_extras=None, totals=None)
+    -> (params, opt_state, totals, step_losses)``: ``data`` the device arrays of
+    :func:`minis2s.batching.device_data`, ``index, weight (S, B)`` each batch's rows and
+    weights (:func:`minis2s.batching.batch_plan`); ``step_extras`` ``{name: (S, ...)}``, row
+    ``s`` added to batch ``s`` (scheduled sampling's key and ratio). A ``lax.scan`` runs the
+    :func:`make_train_step` update per batch, in order, adding the metric sums to ``totals``
+    (zeros by default) in the per-step loop's order: consecutive slices of one epoch, each
+    passed the ``totals`` of the one before, give one call's numbers bit for bit.
+    ``step_losses (S,)``: each batch's loss sum, to trace a non-finite loss to its step.
     """
-    step = _step(optimizer, _resolve_apply(apply_fn, grad))
+    step = _step(optimizer, make_apply(grad) if apply_fn is None else apply_fn)
 
     def train_epoch(params, opt_state, data, index, weight, step_extras=None, totals=None):
         def body(carry, xs):
@@ -145,51 +136,6 @@ def make_train_epoch(
 def make_eval_step(apply_fn: Callable | None = None):
     """``eval_step(params, batch) -> metrics`` (sums, as in :func:`loss_fn`), jitted."""
     return jax.jit(lambda params, batch: loss_fn(params, batch, apply_fn)[1])
-
-
-def batch_plan(indices: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(index, weight)``, each ``(S, B)``: the rows and weights :func:`batches` yields.
-
-    Same padding rule: the last batch is filled with copies of its first row at weight 0.
-    """
-    filled = [fill_rows(indices[s : s + batch_size], batch_size) for s in range(0, len(indices), batch_size)]
-    index, weight = zip(*filled)
-    return np.stack(index).astype(np.int32), np.stack(weight)
-
-
-def device_data(data: Dataset) -> dict[str, jax.Array]:
-    """The token arrays of ``data`` on the default device (about 0.5 KB per sample)."""
-    return {
-        "encoder_tokens": jnp.asarray(data.encoder_tokens),
-        "decoder_tokens": jnp.asarray(data.decoder_tokens),
-        "target_tokens": jnp.asarray(data.target_tokens),
-        "encoder_lengths": jnp.asarray(data.encoder_lengths),
-    }
-
-
-# --------------------------------------------------------------------------- batching
-
-
-def split_train_val(n: int, validation_split: float) -> int:
-    """Index where validation starts, as Keras' ``validation_split`` computes it."""
-    return int(math.floor(n * (1.0 - validation_split)))
-
-
-def batches(data: Dataset, indices: np.ndarray, batch_size: int) -> Iterator[Batch]:
-    """Batches of ``batch_size`` rows in the order of ``indices``.
-
-    The last batch is filled up with copies of its first row at weight 0, so every batch
-    has one shape (one compilation) and padding rows change no sum.
-    """
-    for start in range(0, len(indices), batch_size):
-        idx, weight = fill_rows(indices[start : start + batch_size], batch_size)
-        yield {
-            "encoder_tokens": data.encoder_tokens[idx],
-            "decoder_tokens": data.decoder_tokens[idx],
-            "target_tokens": data.target_tokens[idx],
-            "encoder_lengths": data.encoder_lengths[idx],
-            "weight": weight,
-        }
 
 
 def _accumulate(totals: dict | None, metrics: dict) -> dict:
@@ -228,30 +174,39 @@ def format_epoch(epoch: int, epochs: int, seconds: float, logs: dict[str, float]
 # --------------------------------------------------------------------------- fit
 
 
-class NonFiniteLoss(FloatingPointError):
-    """The loss became NaN or infinite; the message names the epoch, the step and the last
-    good checkpoint."""
+# Settings that do not change the compiled program: the run's length, data, seed, batch
+# sizes (jit compiles per shape by itself), and the model's sizes (in the ModelConfig).
+# Every other field of Config is part of the cache key (a new one is, until listed here).
+_NOT_COMPILED = ("num_samples", "batch_size", "epochs", "validation_split", "seed", "bucket", "mask_padding",
+                 "latent_dim", "model", "cell", "attention_scale", "teacher_forcing", "teacher_forcing_end")
 
 
-def _non_finite_message(what: str, value: float, epoch: int, step: int, steps: int, last_saved: str | None) -> str:
-    where = f"{what} became {value} in epoch {epoch}, step {step} of {steps}; training stopped."
-    if last_saved:
-        kept = f" The last good checkpoint is kept: {last_saved}."
-    else:
-        kept = " No checkpoint was written (no epoch finished with a finite loss)."
-    return where + kept + " Lower --learning-rate (or check the data) and train again."
+def step_settings(config: Config) -> Config:
+    """``config`` with every setting in ``_NOT_COMPILED`` at its default: what
+    :func:`_compiled_steps` is cached on (with the ``ModelConfig``). Scheduled sampling
+    changes the program, its ratios do not (they are data): only whether it is on is kept."""
+    defaults = Config()
+    kept = dataclasses.replace(config, **{name: getattr(defaults, name) for name in _NOT_COMPILED})
+    if scheduled.uses_scheduled_sampling(config.teacher_forcing, config.teacher_forcing_end):
+        kept = dataclasses.replace(kept, teacher_forcing=0.0)
+    return kept
+
+
+def _compiled_steps(config: Config, model_cfg: ModelConfig):
+    """``(optimizer, train_step, train_epoch, eval_step)`` for a config, cached on what changes
+    the compiled program (:func:`step_settings`, ``model_cfg``) and shared by every
+    :func:`fit` call in the process: a resumed, repeated or longer fit reuses the compilation."""
+    return _steps_for(step_settings(config), model_cfg)
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_steps(config: Config, model_cfg: ModelConfig):
-    """``(optimizer, train_step, train_epoch, eval_step)`` for a config, cached and shared by
-    every :func:`fit` call in the process, so a resumed or repeated fit reuses the compilation."""
+def _steps_for(config: Config, model_cfg: ModelConfig):
     optimizer = make_optimizer(config)
     model = models.build(model_cfg, config.grad)
     apply_fn = model.apply
     train_apply = apply_fn
     if scheduled.uses_scheduled_sampling(config.teacher_forcing, config.teacher_forcing_end):
-        # the batch carries this step's key and ratio (_coin_extras); validation stays teacher-forced
+        # the batch carries this step's key and ratio (scheduled.step_extras); validation stays teacher-forced
         def train_apply(params, batch):
             return scheduled.apply(model, params, batch, batch["coin_key"], batch["teacher_forcing"])
     return (
@@ -260,26 +215,6 @@ def _compiled_steps(config: Config, model_cfg: ModelConfig):
         make_train_epoch(optimizer, train_apply),
         make_eval_step(apply_fn),
     )
-
-
-# fold_in(shuffle_key, e) shuffles epoch e; fold_in(shuffle_key, _COIN_STREAM + e) is the
-# root of epoch e's scheduled-sampling keys, so no key serves twice (epochs < 2**30).
-_COIN_STREAM = 1 << 30
-
-
-def _coin_extras(config: Config, shuffle_key, epoch: int):
-    """``extras(steps) -> {"coin_key": (S, 2), "teacher_forcing": (S,)}`` for epoch ``epoch``
-    (step ``s`` draws with ``fold_in(epoch key, s)``), or ``None`` on the teacher-forced path."""
-    if not scheduled.uses_scheduled_sampling(config.teacher_forcing, config.teacher_forcing_end):
-        return None
-    ratio = scheduled.ratio_at(epoch, config.epochs, config.teacher_forcing, config.teacher_forcing_end)
-    root = jax.random.fold_in(jnp.asarray(shuffle_key), _COIN_STREAM + epoch)
-
-    def extras(steps: int) -> dict:
-        keys = jax.vmap(lambda s: jax.random.fold_in(root, s))(jnp.arange(steps, dtype=jnp.uint32))
-        return {"coin_key": keys, "teacher_forcing": jnp.full((steps,), ratio, jnp.float32)}
-
-    return extras
 
 
 def _check_fit(config: Config, n: int, patience: int | None, checkpoint_every: int) -> int:
@@ -312,18 +247,15 @@ def _chunks(steps: int, most: int | None = None) -> list[tuple[int, int]]:
 
 
 def _epoch_runner(config: Config, data: Dataset, mesh, train_step, train_epoch):
-    """``(run_epoch, batches)``: ``run_epoch(params, opt_state, perm, progress) -> (params,
+    """``(run_epoch, batches)``: ``run_epoch(params, opt_state, perm, extras, progress) -> (params,
     opt_state, totals, step_losses)`` trains one pass over the rows ``perm``; ``batches(indices)``
     makes the (sharded) batches of any rows, as training sees them.
 
     The seed's fixed-shape batches on one device run as one jitted call per epoch (data on
-    the device); length buckets (shapes vary) and several devices go batch by batch through
-    the same update step (minis2s/parallel.py, minis2s/bucketing.py).
-
-    ``progress`` (:data:`minis2s.progress.Progress`, or ``None``) is told ``(0, steps, None)``
-    at the start and ``(done, steps, totals)`` as steps finish: per batch when going batch by
-    batch; the one-call epoch then runs in :data:`PROGRESS_CHUNKS` calls at most. Either way
-    the next call is queued before the previous one is waited for, so the device never idles.
+    the device); length buckets and several devices go batch by batch through the same step.
+    ``progress`` (:data:`minis2s.progress.Progress` or ``None``) is told ``(0, steps, None)``,
+    then ``(done, steps, totals)``: per batch, or per chunk of the one-call epoch (at most
+    :data:`PROGRESS_CHUNKS`); the next call is queued before the last is waited for.
     """
     rows = parallel.padded_batch_size(config.batch_size, mesh)
     batcher = Batcher(data, config.batch_size, rows, bucket=config.bucket, mask_padding=config.mask_padding)
@@ -395,52 +327,6 @@ class _Reporter:
         return totals
 
 
-def _advance(state: TrainState, params, opt_state, logs: dict[str, float], seconds: float) -> TrainState:
-    """The state after one more epoch, with Keras' best-checkpoint and early-stopping
-    bookkeeping (``ModelCheckpoint(save_best_only=True)`` and ``EarlyStopping`` both use
-    ``np.less`` on ``val_loss``)."""
-    improved = logs["val_loss"] < state.best_val_loss
-    return TrainState(
-        params=params,
-        opt_state=opt_state,
-        epoch=state.epoch + 1,
-        history={k: [*state.history[k], v] for k, v in {**logs, "seconds": seconds}.items()},
-        shuffle_key=state.shuffle_key,
-        best_val_loss=logs["val_loss"] if improved else state.best_val_loss,
-        best_epoch=state.epoch + 1 if improved else state.best_epoch,
-        wait=0 if improved else state.wait + 1,
-    )
-
-
-class _Saver:
-    """Writes the run's checkpoints (or nothing, without a run directory) and remembers the
-    last one written, for the message when training has to stop."""
-
-    def __init__(self, out, config: Config, data: Dataset, extra: dict | None, start: int = 0):
-        self.out, self.config, self.data, self.extra = out, config, data, extra
-        self.last: str | None = None
-        if out is not None:  # the checkpoint this run starts from, not a newer damaged one it passed over
-            found = [(e, p) for e, p in list_checkpoints(out) if e <= start]
-            self.last = str(found[-1][1]) if found else None
-
-    def save(self, state: TrainState) -> None:
-        self.last = save_state(self.out, state, self.config, self.data, self.extra)
-
-    def keep_last_good(self, good: TrainState) -> str | None:
-        """On a fault, make sure the last finished epoch is on disk (with --checkpoint-every
-        > 1 it may not be); return the last good checkpoint."""
-        if self.out is not None and good.epoch > 0 and not (self.last and self.last.endswith(f"epoch-{good.epoch:04d}")):
-            self.save(good)
-        return self.last
-
-
-def _first_bad_step(step_losses) -> tuple[int, float]:
-    """``(step, value)`` of the first non-finite loss of an epoch (0-based step)."""
-    bad = np.asarray(jax.device_get(step_losses))
-    step = int(np.argmax(~np.isfinite(bad)))
-    return step, float(bad[step])
-
-
 def fit(
     config: Config,
     data: Dataset,
@@ -479,38 +365,38 @@ def fit(
             that epoch is saved.
     """
     split_at = _check_fit(config, len(data), patience, checkpoint_every)
-    optimizer, train_step, train_epoch, eval_step = _compiled_steps(
-        dataclasses.replace(config, epochs=1, num_samples=None), model_config(config, data)
-    )
+    optimizer, train_step, train_epoch, eval_step = _compiled_steps(config, model_config(config, data))
     state = state or initial_state(config, data, optimizer, params)
     mesh = mesh if mesh is not None else parallel.make_mesh(1)
     run_epoch, batches_of = _epoch_runner(config, data, mesh, train_step, train_epoch)
     params, opt_state = parallel.replicate((state.params, state.opt_state), mesh)
     val_idx = np.arange(split_at, len(data))
     val_batches = list(batches_of(val_idx))  # the same every epoch: built and placed once
-    saver = _Saver(out, config, data, checkpoint_extra, state.epoch)
+    saver = callbacks.Saver(out, config, data, checkpoint_extra, save_state, state.epoch)
 
     for epoch in range(state.epoch, config.epochs):
         t0 = time.perf_counter()
         perm = np.asarray(jax.random.permutation(jax.random.fold_in(state.shuffle_key, epoch), split_at))
-        coins = _coin_extras(config, state.shuffle_key, epoch)  # None: teacher forcing, the seed
+        coins = scheduled.step_extras(  # None: teacher forcing, the seed
+            config.teacher_forcing, config.teacher_forcing_end, config.epochs, state.shuffle_key, epoch
+        )
         params, opt_state, totals, step_losses = run_epoch(params, opt_state, perm, coins, progress)
         logs = _summarise(totals)
         steps = len(step_losses)
         if not math.isfinite(logs["loss"]):
-            step, value = _first_bad_step(step_losses)
-            raise NonFiniteLoss(_non_finite_message("loss", value, epoch + 1, step + 1, steps, saver.keep_last_good(state)))
+            step, value = callbacks.first_bad_step(step_losses)
+            last = saver.keep_last_good(state)
+            raise NonFiniteLoss(callbacks.non_finite_message("loss", value, epoch + 1, step + 1, steps, last))
         val = evaluate(params, data, val_idx, config.batch_size, eval_step, lambda _: val_batches)
         logs.update({"val_" + k: v for k, v in val.items()})
         if not math.isfinite(logs["val_loss"]):  # the epoch's last update broke the parameters
-            raise NonFiniteLoss(
-                _non_finite_message("val_loss", logs["val_loss"], epoch + 1, steps, steps, saver.keep_last_good(state))
-            )
+            last = saver.keep_last_good(state)
+            raise NonFiniteLoss(callbacks.non_finite_message("val_loss", logs["val_loss"], epoch + 1, steps, steps, last))
         seconds = time.perf_counter() - t0
         if log is not None:
             log(format_epoch(epoch + 1, config.epochs, seconds, logs))
         improved = logs["val_loss"] < state.best_val_loss
-        state = _advance(state, params, opt_state, logs, seconds)
+        state = callbacks.advance(state, params, opt_state, logs, seconds)
         stop = patience is not None and state.wait >= patience
         if out is not None and (improved or stop or state.epoch % checkpoint_every == 0 or state.epoch == config.epochs):
             saver.save(state)
@@ -524,8 +410,11 @@ def fit(
     return params, state.history
 
 
+# batch_plan, batches, device_data, split_train_val live in minis2s.batching; the names stay
+# importable from here for existing callers.
 __all__ = [
     "HISTORY_KEYS", "Config", "NonFiniteLoss", "TrainState", "batch_plan", "batches", "data_fingerprint",
     "device_data", "evaluate", "fit", "format_epoch", "initial_state", "load_state", "loss_fn", "make_eval_step",
     "make_optimizer", "make_train_epoch", "make_train_step", "model_config", "save_state", "split_train_val",
+    "step_settings",
 ]

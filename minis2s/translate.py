@@ -29,11 +29,7 @@ from .models import Model, ModelConfig
 
 def model_config_of(trained) -> ModelConfig:
     """The :class:`~minis2s.models.ModelConfig` a checkpoint was trained with."""
-    c = trained.config
-    return ModelConfig(
-        len(trained.input_vocab), len(trained.target_vocab), c.latent_dim,
-        getattr(c, "model", "seed"), getattr(c, "cell", "lstm"), getattr(c, "attention_scale", False),
-    )
+    return models.config_for(trained.config, trained.input_vocab, trained.target_vocab)
 
 
 def model_of(trained) -> Model:

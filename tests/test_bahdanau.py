@@ -37,14 +37,14 @@ def make_batch(seed: int = 0, lengths=(5, 3, 1), t_enc: int = 5, t_dec: int = 4,
     }
 
 
-# The LSTM takes the projected path (bahdanau.CORES); the same cell under another name has
-# no core and takes the plain path, [onehot(y); c_t] through cell.step.
-PLAIN_LSTM = dataclasses.replace(models.cells.get("lstm"), name="lstm-plain")
-assert PLAIN_LSTM.name not in bahdanau.CORES
+# The LSTM has a core and takes the projected path; the same cell without its core takes
+# the plain path, [onehot(y); c_t] through cell.step.
+assert models.cells.get("lstm").core is not None
+PLAIN_LSTM = dataclasses.replace(models.cells.get("lstm"), name="lstm-plain", core=None)
 
 
-def make_model(head: str = "state", latent: int = H, cell=None):
-    return bahdanau.make(models.ModelConfig(V_IN, V_OUT, latent, "bahdanau"), cell or models.cells.get("lstm"), head)
+def make_model(latent: int = H, cell=None):
+    return bahdanau.build(models.ModelConfig(V_IN, V_OUT, latent, "bahdanau"), cell or models.cells.get("lstm"))
 
 
 def f64(tree):
@@ -78,27 +78,33 @@ def test_registered_with_keras_like_shapes():
     }
 
 
-@pytest.mark.parametrize("head,path", [("state", "projected"), ("state+context", "projected"), ("state", "plain")])
-def test_forward_matches_numpy_float64_reference(head, path):
-    model = make_model(head, cell=PLAIN_LSTM if path == "plain" else None)
+@pytest.mark.parametrize("path", ["projected", "plain", "gru"])
+def test_forward_matches_numpy_float64_reference(path):
+    cell = {"projected": None, "plain": PLAIN_LSTM, "gru": models.cells.get("gru")}[path]
+    model = make_model(cell=cell)
     batch = make_batch(1, lengths=(5, 2, 4, 1))
     with jax.enable_x64(True):
         params = f64(model.init(jax.random.PRNGKey(1)))
         # larger random weights than the initialiser's, so attention is far from uniform
         params["query"]["kernel"] = params["query"]["kernel"] * 4
         params["attention"]["scale"] = params["attention"]["scale"] * 4
+        for i, layer in enumerate(("encoder", "decoder")):  # non-zero biases (the GRU's start at zero)
+            bias = params[layer]["bias"]
+            params[layer]["bias"] = bias + 0.3 * jax.random.normal(jax.random.PRNGKey(10 + i), bias.shape, bias.dtype)
         probs = np.asarray(model.apply(params, {k: jnp.asarray(v) for k, v in batch.items()}))
         step_probs, att = teacher_forced_steps(model, params, batch)
         assert probs.dtype == np.float64
-    ref_probs, ref_att = bahdanau_model(params, batch["encoder_tokens"], batch["encoder_lengths"], batch["decoder_tokens"], head)
+    ref_probs, ref_att = bahdanau_model(params, batch["encoder_tokens"], batch["encoder_lengths"], batch["decoder_tokens"],
+                                       "gru" if path == "gru" else "lstm")
     np.testing.assert_allclose(probs, ref_probs, rtol=0, atol=1e-12)
     np.testing.assert_allclose(step_probs, ref_probs, rtol=0, atol=1e-12)
     np.testing.assert_allclose(att, ref_att, rtol=0, atol=1e-12)
     assert att.std() > 0.05, "the attention should not be uniform for this test to mean much"
 
 
-def test_gradient_matches_float64_finite_differences_on_every_leaf():
-    model = make_model()
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gradient_matches_float64_finite_differences_on_every_leaf(cell):
+    model = make_model(cell=models.cells.get(cell))
     batch = make_batch(2)
     params = model.init(jax.random.PRNGKey(2))
     report = assert_grads(lambda p: train.loss_fn(p, batch, model.apply)[0], params, entries=8, directions=2)
@@ -246,10 +252,10 @@ def test_greedy_and_beam_decode_with_attention():
 
 
 def test_works_with_the_gru_cell():
-    """A cell without a core in bahdanau.CORES (the GRU) takes the plain path: decode_step is
-    still one step of apply, and padding still changes nothing."""
+    """A cell without a core (the GRU) takes the plain path: decode_step is still one step of
+    apply, and padding still changes nothing."""
     model = models.build(models.ModelConfig(V_IN, V_OUT, H, "bahdanau", "gru"))
-    assert "gru" not in bahdanau.CORES
+    assert models.cells.get("gru").core is None
     params = model.init(jax.random.PRNGKey(9))
     batch = make_batch(9, lengths=(5, 2, 3))
     probs = np.asarray(model.apply(params, batch))

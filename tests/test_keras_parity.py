@@ -30,7 +30,7 @@ if keras.backend.backend() != "jax":
 
 import jax  # noqa: E402
 
-from minis2s import losses, lstm, model, train  # noqa: E402
+from minis2s import batching, losses, lstm, model, train  # noqa: E402
 from minis2s.convert import (  # noqa: E402
     LAYERS, ConversionError, find_keras_layers, from_keras, keras_seed_model,
 )
@@ -317,7 +317,7 @@ def test_three_epochs_match_keras_fit(keras_model, params0, ds):
     order = np.arange(len(ds))  # the same batch order as shuffle=False
     for epoch in range(epochs):
         totals = None
-        for b in train.batches(ds, order, batch_size):  # 16, 16, 12 (padded to 16, weight 0)
+        for b in batching.batches(ds, order, batch_size):  # 16, 16, 12 (padded to 16, weight 0)
             params, opt_state, metrics = step(params, opt_state, b)
             totals = train._accumulate(totals, metrics)
         logs = train._summarise(totals)

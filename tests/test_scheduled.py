@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from minis2s import decode, losses, models, scheduled
+from minis2s import batching, decode, losses, models, scheduled
 from minis2s.gradcheck import assert_grads
 from minis2s.models import Model, ModelConfig
 
@@ -132,8 +132,8 @@ def test_default_training_is_the_teacher_forced_path_bit_for_bit():
     p, o = state.params, state.opt_state
     for e in range(2):
         perm = np.asarray(jax.random.permutation(jax.random.fold_in(state.shuffle_key, e), 6))
-        index, weight = train.batch_plan(perm, 2)
-        p, o, totals, _ = epoch(p, o, train.device_data(ds), index, weight)
+        index, weight = batching.batch_plan(perm, 2)
+        p, o, totals, _ = epoch(p, o, batching.device_data(ds), index, weight)
         assert train._summarise(totals)["loss"] == history["loss"][e]
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(p)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -152,9 +152,28 @@ def test_training_with_scheduled_sampling_is_reproducible_and_different():
     for a, b in zip(jax.tree.leaves(half), jax.tree.leaves(again)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert all(np.isfinite(history["loss"])) and all(np.isfinite(history["val_loss"]))
-    decayed, _ = _fit(ds, teacher_forcing=1.0, teacher_forcing_end=0.0)  # LSTM, 1.0 then 0.0
+    decayed, decayed_history = _fit(ds, teacher_forcing=1.0, teacher_forcing_end=0.0)  # LSTM, 1.0 then 0.0
+    # The oracle: the schedule by hand (ratio 1 in the first epoch, 0 in the last; at these two
+    # ratios the coins do not depend on the key), each epoch its own training function.
+    from minis2s import train
+
+    config = train.Config(num_samples=None, batch_size=2, epochs=2, latent_dim=8, validation_split=0.25)
+    optimizer = train.make_optimizer(config)
+    state = train.initial_state(config, ds, optimizer)
+    model = models.build(train.model_config(config, ds))
+    p, o = state.params, state.opt_state
+    for e, ratio in enumerate([1.0, 0.0]):
+        epoch = train.make_train_epoch(
+            optimizer, lambda q, b, r=ratio: scheduled.apply(model, q, b, jax.random.PRNGKey(99), r)
+        )
+        perm = np.asarray(jax.random.permutation(jax.random.fold_in(state.shuffle_key, e), 6))
+        index, weight = batching.batch_plan(perm, 2)
+        p, o, totals, _ = epoch(p, o, batching.device_data(ds), index, weight)
+        np.testing.assert_allclose(decayed_history["loss"][e], train._summarise(totals)["loss"], rtol=1e-5)
+    for a, b, c in zip(jax.tree.leaves(decayed), jax.tree.leaves(p), jax.tree.leaves(base)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
     diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(decayed), jax.tree.leaves(base)))
-    assert diff > 0  # the second epoch fed predictions
+    assert diff > 1e-3  # and the second epoch, fed predictions, moved away from teacher forcing
 
 
 def test_teacher_forcing_options_are_validated():

@@ -7,8 +7,9 @@ checkpoint and cli look models up through :func:`build` and never branch on the 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Callable
+from typing import Any, Callable, Sized
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +43,27 @@ def build(config: ModelConfig, grad: str = cells.DEFAULT_GRAD) -> Model:
     return MODELS[config.model](config, cells.get(config.cell, grad))
 
 
+def config_for(config: Any, input_vocab: Sized, target_vocab: Sized, latent_dim: int | None = None) -> ModelConfig:
+    """The :class:`ModelConfig` of a training config and the two vocabularies: the one place
+    a ``ModelConfig`` is made from a :class:`minis2s.config.Config`.
+
+    ``config`` is read for ``latent_dim``, ``model``, ``cell`` and ``attention_scale`` (a
+    ``Config`` dataclass, or a checkpoint manifest's config dict); ``input_vocab`` and ``target_vocab``
+    are anything with a length (vocabularies, character lists). ``latent_dim``, when given,
+    overrides the config's (a check of parameters whose size is read off the arrays).
+    """
+    fields = config if isinstance(config, dict) else dataclasses.asdict(config)
+    defaults = ModelConfig(0, 0)
+    return ModelConfig(
+        len(input_vocab),
+        len(target_vocab),
+        int(fields["latent_dim"] if latent_dim is None else latent_dim),  # required (KeyError: an incomplete manifest)
+        fields.get("model", defaults.model),
+        fields.get("cell", defaults.cell),
+        bool(fields.get("attention_scale", defaults.attention_scale)),
+    )
+
+
 def param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """``{"encoder/kernel": (V_in, 4H), ...}``: the shape of every leaf ``init`` makes for
     ``config``, named by its path (traced with ``jax.eval_shape``, nothing is computed)."""
@@ -51,6 +73,7 @@ def param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 
 __all__ = [
-    "Batch", "MODELS", "Memory", "Model", "ModelConfig", "Params", "State", "build", "check_names", "dense_softmax",
+    "Batch", "MODELS", "Memory", "Model", "ModelConfig", "Params", "State", "build", "check_names", "config_for",
+    "dense_softmax",
     "init_dense", "param_shapes",
 ]

@@ -29,15 +29,14 @@ Training (teacher forcing)::
     probs = softmax(s_t^h W_dense + b_dense)          (B, Td, V_out)
 
 ``s^h`` is the first entry of the cell's state (the LSTM's ``h``). The head reads the
-state alone, as the PyTorch tutorial and d2l do; :func:`make` also builds the variant
-whose head reads ``[s_t; c_t]``, and a side-by-side run (``scripts/bahdanau_head.py``,
-docs/math.md) measured no gain from it (val_loss 0.7812 against 0.7737 for the state
-alone), at a larger head. The gradient is JAX's autodiff of the two scans (the decoder's
-steps rematerialised, :data:`REMAT_POLICY`).
+state alone, as the PyTorch tutorial and d2l do (docs/math.md: a side-by-side run with a
+head reading ``[s_t; c_t]`` measured no gain from it). The gradient is JAX's autodiff of
+the two scans (the decoder's steps rematerialised, :data:`REMAT_POLICY`).
 
-For cells in :data:`CORES` (the LSTM) the loop runs the same step with fewer multiply-adds:
-``[onehot(y); c_t] W = W_y[y] + a_t P`` with ``P = H_enc W_c`` formed once per sentence
-(:func:`project_values`, :func:`projected_step`); other cells take :func:`recurrent_step`.
+For a cell with a ``core`` (:class:`minis2s.cells.Cell`; the LSTM's) the loop runs the same
+step with fewer multiply-adds: ``[onehot(y); c_t] W = W_y[y] + a_t P`` with
+``P = H_enc W_c`` formed once per sentence (:func:`project_values`, :func:`projected_step`);
+a cell without one takes :func:`recurrent_step`.
 """
 
 from __future__ import annotations
@@ -47,28 +46,9 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from .. import additive, attention, lstm
+from .. import additive, attention
 from ..cells import Cell
 from .base import Batch, Memory, Model, ModelConfig, Params, State, dense_softmax, init_dense
-
-# The cell after its input projection, ``core(params, zx_t, state) -> state`` with
-# ``zx_t = x_t kernel + bias``, for the cells that have one. With it the decoder never forms
-# ``[onehot(y); c_t] kernel``: the token rows are gathered for all steps before the loop and
-# the context rows come from ``a_t P`` (see :func:`project_values`). A cell without an entry
-# takes the plain path (:func:`recurrent_step`), same numbers up to float rounding.
-def lstm_core(params: dict, zx_t: jax.Array, state: State) -> State:
-    """:func:`minis2s.lstm.cell` with the one-``tanh`` gate block of
-    :func:`minis2s.lstm.fast_gates` (the form ``minis2s/bptt.py`` runs): same maths, one
-    element-wise kernel for the four gates."""
-    h_prev, c_prev = state
-    scale, offset = lstm.gate_constants(h_prev.shape[-1], zx_t.dtype)
-    _, act = lstm.fast_gates(zx_t + h_prev @ params["recurrent_kernel"], scale, offset)  # (B, 4H)
-    i, f, g, o = jnp.split(act, 4, axis=-1)
-    c = f * c_prev + i * g
-    return o * jnp.tanh(c), c
-
-
-CORES: dict[str, Callable] = {"lstm": lstm_core}
 
 # The backward pass of the decoder's scan recomputes each step's element-wise work (the
 # ``tanh`` of the ``(B, Te, A)`` scores, the softmax, the gates) from the saved matmul
@@ -78,11 +58,8 @@ CORES: dict[str, Callable] = {"lstm": lstm_core}
 # everything (456 against 561 ms per call, measured under load).
 REMAT_POLICY = jax.checkpoint_policies.dots_with_no_batch_dims_saveable
 
-# What the output head reads: "state" (s_t, the registered model) or "state+context" ([s_t; c_t]).
-HEADS = ("state", "state+context")
 
-
-def init_params(key: jax.Array, config: ModelConfig, cell: Cell, head: str = "state", dtype=jnp.float32) -> Params:
+def init_params(key: jax.Array, config: ModelConfig, cell: Cell, dtype=jnp.float32) -> Params:
     """Keras-style initialisation of every layer from one key (split, never reused)."""
     k_enc, k_dec, k_att, k_dense = jax.random.split(key, 4)
     h, v_in, v_out = config.latent_dim, config.num_encoder_tokens, config.num_decoder_tokens
@@ -90,7 +67,7 @@ def init_params(key: jax.Array, config: ModelConfig, cell: Cell, head: str = "st
         "encoder": cell.init(k_enc, v_in, h, dtype),
         "decoder": cell.init(k_dec, v_out + h, h, dtype),
         **additive.init_additive(k_att, h, h, h, dtype),
-        "dense": init_dense(k_dense, 2 * h if head == "state+context" else h, v_out, dtype),
+        "dense": init_dense(k_dense, h, v_out, dtype),
     }
 
 
@@ -108,7 +85,7 @@ def encode(params: Params, encoder_tokens: jax.Array, encoder_lengths: jax.Array
     hs, state = attention.masked_encoder(cell, params["encoder"], encoder_tokens, mask)  # (B, Te, H)
     keys = hs @ params["key"]["kernel"]  # (B, Te, A): W_k h_j, once per sentence
     memory = {"values": hs, "keys": keys, "mask": mask}
-    if cell.name in CORES:
+    if cell.core is not None:  # the fast path's P (projected_step)
         memory["projected"] = project_values(params, hs)
     return memory, state
 
@@ -165,12 +142,7 @@ def recurrent_step(params: Params, memory: Memory, token: jax.Array, state: Stat
     return cell.step(dec, x, state), c, a
 
 
-def head_features(state_h: jax.Array, ctx: jax.Array, head: str) -> jax.Array:
-    """What the output head reads: ``[s; c]`` (``(..., 2H)``) or ``s`` (``(..., H)``)."""
-    return jnp.concatenate([state_h, ctx], axis=-1) if head == "state+context" else state_h
-
-
-def apply(params: Params, batch: Batch, cell: Cell, head: str = "state", remat: bool = True) -> jax.Array:
+def apply(params: Params, batch: Batch, cell: Cell, remat: bool = True) -> jax.Array:
     """Teacher-forced probabilities ``(B, T_dec, V_out)``: the encoder, then one ``lax.scan``
     of :func:`recurrent_step` over the target tokens, then the head on every step at once.
 
@@ -181,52 +153,40 @@ def apply(params: Params, batch: Batch, cell: Cell, head: str = "state", remat: 
 
     memory, state = encode(params, batch["encoder_tokens"], batch["encoder_lengths"], cell)
     tokens = jnp.swapaxes(batch["decoder_tokens"], 0, 1)  # (Td, B) (or (Td, B, V) one-hot)
-    core = CORES.get(cell.name)
-    if core is not None:
+    if cell.core is not None:
         def step(state, zx_t):
-            state, a = projected_step(params, memory, zx_t, state, core)
-            return state, (state[0], a)
+            state, _ = projected_step(params, memory, zx_t, state, cell.core)
+            return state, state[0]
 
-        _, (hs, att) = jax.lax.scan(checkpointed(step), state, token_rows(params, tokens))  # (Td, B, H), (Td, B, Te)
-        cs = jnp.einsum("tbj,bjh->tbh", att, memory["values"]) if head == "state+context" else None
+        _, hs = jax.lax.scan(checkpointed(step), state, token_rows(params, tokens))  # (Td, B, H)
     else:
         def step(state, token_t):
-            state, c, _ = recurrent_step(params, memory, token_t, state, cell)
-            return state, (state[0], c)
+            state, _, _ = recurrent_step(params, memory, token_t, state, cell)
+            return state, state[0]
 
-        _, (hs, cs) = jax.lax.scan(checkpointed(step), state, tokens)  # (Td, B, H) each
-    probs = dense_softmax(params["dense"], head_features(hs, cs, head))  # (Td, B, V_out)
+        _, hs = jax.lax.scan(checkpointed(step), state, tokens)  # (Td, B, H)
+    probs = dense_softmax(params["dense"], hs)  # (Td, B, V_out)
     return jnp.swapaxes(probs, 0, 1)
 
 
-def decode_step(params: Params, memory: Memory, token: jax.Array, state: State, cell: Cell, head: str = "state"):
+def decode_step(params: Params, memory: Memory, token: jax.Array, state: State, cell: Cell):
     """One inference step: equal to one timestep of :func:`apply`, fed its own prediction.
 
     Returns ``(probs (B, V_out), state, {"attention": a_t (B, Te)})``.
     """
-    core = CORES.get(cell.name)
-    if core is not None:
-        state, a = projected_step(params, memory, token_rows(params, token), state, core)
-        c = attention.context(a, memory["values"]) if head == "state+context" else None
+    if cell.core is not None:
+        state, a = projected_step(params, memory, token_rows(params, token), state, cell.core)
     else:
-        state, c, a = recurrent_step(params, memory, token, state, cell)
-    return dense_softmax(params["dense"], head_features(state[0], c, head)), state, {"attention": a}
-
-
-def make(config: ModelConfig, cell: Cell, head: str = "state") -> Model:
-    """The Bahdanau :class:`~minis2s.models.base.Model` with the head reading ``head``
-    (one of :data:`HEADS`)."""
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
-    return Model(
-        config=config,
-        init=lambda key: init_params(key, config, cell, head),
-        apply=lambda params, batch: apply(params, batch, cell, head),
-        encode=lambda params, encoder_tokens, encoder_lengths: encode(params, encoder_tokens, encoder_lengths, cell),
-        decode_step=lambda params, memory, token, state: decode_step(params, memory, token, state, cell, head),
-    )
+        state, _, a = recurrent_step(params, memory, token, state, cell)
+    return dense_softmax(params["dense"], state[0]), state, {"attention": a}
 
 
 def build(config: ModelConfig, cell: Cell) -> Model:
-    """The registered ``bahdanau`` model: :func:`make` with the head on ``s_t``."""
-    return make(config, cell)
+    """The Bahdanau :class:`~minis2s.models.base.Model` for ``config`` with ``cell``."""
+    return Model(
+        config=config,
+        init=lambda key: init_params(key, config, cell),
+        apply=lambda params, batch: apply(params, batch, cell),
+        encode=lambda params, encoder_tokens, encoder_lengths: encode(params, encoder_tokens, encoder_lengths, cell),
+        decode_step=lambda params, memory, token, state: decode_step(params, memory, token, state, cell),
+    )

@@ -23,7 +23,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from .. import lstm
+from .. import cells, lstm
 
 Params = dict[str, dict]
 Batch = dict[str, jax.Array]
@@ -43,7 +43,7 @@ class ModelConfig:
     num_decoder_tokens: int
     latent_dim: int = 256
     model: str = "seed"
-    cell: str = "lstm"
+    cell: str = cells.DEFAULT
     attention_scale: bool = False  # luong: Keras Attention(use_scale=True), a learnt scalar on the scores
 
 
