@@ -23,7 +23,13 @@ def test_committed_corpus_is_the_generators_output():
 
 @pytest.mark.slow
 def test_demo_defaults_learn_the_corpus():
-    """The CLI's demo defaults (about 20 s of training on 2 cores)."""
+    """The CLI's demo defaults (about 20 s of training on 2 cores), seed 0.
+
+    Measured on one machine (AMD EPYC, jax 0.10.2) with the defaults and seeds 0 to 7, the last
+    epoch's parameters: seen exact match 0.98 to 1.00, unseen exact match 0.62 to 0.94 and chrF
+    0.84 to 0.98, last val_accuracy 0.987 to 0.998. The bounds leave a margin for other CPUs,
+    whose rounding moves these numbers like another seed does; the old defaults (learning rate
+    5e-3, 200 epochs) gave seen exact 0.48 to 1.00 over seeds 0 to 3 and failed here."""
     ds = data.load_dataset(data.PHRASES_PATH, None)
     config = dataclasses.replace(train.Config(), **demo_corpus.TRAIN_DEFAULTS)
     params, history = train.fit(config, ds, log=None)
@@ -33,6 +39,8 @@ def test_demo_defaults_learn_the_corpus():
     refs = [t.removeprefix(data.START).removesuffix(data.END) for t in ds.target_texts]
     seen = metrics.score(hyps[:split_at], refs[:split_at])
     unseen = metrics.score(hyps[split_at:], refs[split_at:])
-    assert seen["exact_match"] > 0.9  # measured 0.98+
-    assert unseen["exact_match"] > 0.4 and unseen["chrf"] > 0.75  # measured 0.66 / 0.85
-    assert history["val_accuracy"][-1] > 0.95
+    assert seen["exact_match"] > 0.9  # measured 0.98 to 1.00 (seed 0: 1.00)
+    assert unseen["exact_match"] > 0.5 and unseen["chrf"] > 0.8  # measured 0.62-0.94 / 0.84-0.98 (seed 0: 0.81 / 0.93)
+    # Teacher-forced accuracy counts the padding, so a model that writes fluent French with the wrong words still gets
+    # 0.96 (the failing runs ended at 0.965 to 0.970); measured 0.987 to 0.998.
+    assert history["val_accuracy"][-1] > 0.98
