@@ -337,7 +337,9 @@ def test_translate_of_a_run_whose_best_checkpoint_is_damaged(tmp_path, state, ds
     assert len(captured.out.splitlines()) == 1
     assert captured.err.splitlines() == [f"warning: {out}/epoch-0002/params.npz: the file does not match its SHA-256 "
                                          f"in the manifest (its bytes changed); the checkpoint is damaged; "
-                                         f"using {out}/epoch-0001"]
+                                         f"using {out}/epoch-0001",
+                                         f"minis2s translate: using {out}/epoch-0001 (epoch 1, the run's best "
+                                         f"checkpoint is damaged; this is its newest good one)"]
 
 
 def test_no_good_checkpoint_left_is_one_line_naming_every_fault(tmp_path, state, ds):

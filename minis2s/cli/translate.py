@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .. import trained as trained_mod
+from ..run import best_checkpoint
 from .options import add_decoding_options, allow_intermixed, number, positive_int, seed
 
 STDIN_HINT = "minis2s translate: reading sentences from standard input, one per line (end with Ctrl-D)"
@@ -61,10 +62,13 @@ def describe_checkpoint(given: str, trained) -> str:
     parts = []
     if trained.epoch:
         parts.append(f"epoch {trained.epoch}")
-    if Path(trained.path) != Path(given):  # a run directory: the best checkpoint was chosen
-        val = trained.manifest.get("training", {}).get("history", {}).get("val_loss") or []
-        best = f": {val[trained.epoch - 1]:.4f}" if 0 < trained.epoch <= len(val) else ""
-        parts.append(f"the lowest val_loss of the run{best}")
+    if Path(trained.path) != Path(given):  # a run directory: its best checkpoint, unless that one is damaged
+        if Path(trained.path) == best_checkpoint(given):
+            val = trained.manifest.get("training", {}).get("history", {}).get("val_loss") or []
+            best = f": {val[trained.epoch - 1]:.4f}" if 0 < trained.epoch <= len(val) else ""
+            parts.append(f"the lowest val_loss of the run{best}")
+        else:
+            parts.append("the run's best checkpoint is damaged; this is its newest good one")
     return f"{trained.path}" + (f" ({', '.join(parts)})" if parts else "")
 
 
