@@ -381,7 +381,7 @@ def test_bahdanau_remat_keeps_only_the_unbatched_products(capsys):
     zx = bahdanau.token_rows(params, jnp.array([1, 2]))
 
     def step(params, memory, zx, state):
-        s, a = bahdanau.projected_step(params, memory, zx, state, bahdanau.CORES["lstm"])
+        s, a = bahdanau.projected_step(params, memory, zx, state, cell.core)
         return jnp.sum(s[0]) + jnp.sum(s[1]) + jnp.sum(a)
 
     capsys.readouterr()
