@@ -1,20 +1,49 @@
 """Shared fixtures: small corpora written here, the shared fra.txt when present, a CLI runner,
-the skip-or-fail rule for missing oracles and data, and one tree-equality assertion."""
+the skip-or-fail rule for missing oracles and data, one tree-equality assertion, the suite's
+compilation cache, and a check that no test leaves the process changed."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-# Keras is a test-only oracle; it must use the JAX backend (set before any test imports it).
-os.environ.setdefault("KERAS_BACKEND", "jax")
-
 ROOT = Path(__file__).resolve().parent.parent
+
+# Set once, here, before any test module is imported: the whole session (and every child it
+# starts) sees the same values whatever order the tests run in.
+# Keras is a test-only oracle; it must use the JAX backend (read when Keras is first imported).
+os.environ["KERAS_BACKEND"] = "jax"
+
+
+def _compilation_cache_dir() -> Path:
+    """The suite's persistent JAX compilation cache: in the system temp dir, one per user, never
+    in the user's home. Most of the suite's time is XLA compiling the same small programs; a
+    warm cache serves them from disk (``MINIS2S_TEST_JAX_CACHE`` overrides the place; an empty
+    value turns the cache off)."""
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return Path(tempfile.gettempdir()) / f"minis2s-tests-jax-cache-{user}"
+
+
+JAX_CACHE = os.environ.get("MINIS2S_TEST_JAX_CACHE", str(_compilation_cache_dir()))
+if JAX_CACHE:
+    Path(JAX_CACHE).mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Environment variables: read by JAX in this process when it is first imported and by every
+    # subprocess a test starts (run_cli, the kill tests, the multi-device runs).
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = JAX_CACHE
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    import jax  # noqa: E402  (after the variables, so that it reads them; set again in case it was imported)
+
+    jax.config.update("jax_compilation_cache_dir", JAX_CACHE)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 SHARED_FRA = ROOT.parent / "shared" / "data" / "fra-eng" / "fra.txt"
 DEMO = ROOT / "minis2s" / "demo" / "pairs.txt"
 
@@ -106,12 +135,78 @@ def assert_trees_equal(a, b, *, rtol: float = 0.0, atol: float = 0.0) -> None:
             np.testing.assert_allclose(x, y, rtol=rtol, atol=atol, err_msg=name)
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child process: this one's (the compilation cache included), this
+    checkout first on ``PYTHONPATH``, then ``extra``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
 def run_cli(*args: str, timeout: float = 600, input: str | None = None, env: dict | None = None):
     """Run ``python -m minis2s.cli ARGS`` in a subprocess with this checkout on the path."""
-    full_env = dict(os.environ)
-    full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
-    full_env.update(env or {})
+    full_env = child_env(**(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "minis2s.cli", *args],
         capture_output=True, text=True, timeout=timeout, input=input, env=full_env, cwd=ROOT,
     )
+
+
+def load_script(name: str):
+    """``scripts/NAME.py`` as a module object, without touching ``sys.path`` or ``sys.modules``
+    (a script left in ``sys.modules`` would make later tests depend on the order they run in).
+    ``name`` may hold a subfolder (``"figures/attention"``)."""
+    path = ROOT / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_minis2s_script_{name.replace('/', '_')}", path)
+    module = importlib.util.module_from_spec(spec)
+    scripts, before = str(path.parent), set(sys.modules)
+    sys.path.insert(0, scripts)  # a script may import a sibling; only while it is executed
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(scripts)
+        for name in _script_modules() - before:  # the siblings it imported
+            del sys.modules[name]
+    return module
+
+
+def _script_modules() -> set[str]:
+    scripts = str(ROOT / "scripts") + os.sep
+    return {name for name, m in list(sys.modules.items())
+            if name.startswith("scripts.") or (getattr(m, "__file__", None) or "").startswith(scripts)}
+
+
+def _environ() -> dict[str, str]:
+    """``os.environ`` less what pytest itself sets for the running test."""
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
+@pytest.fixture(autouse=True)
+def _leaves_the_process_as_it_found_it():
+    """Fail a test that changes ``os.environ`` or ``sys.path`` or leaves a script module in
+    ``sys.modules``: later tests would see it, and results would depend on the order (use
+    ``monkeypatch``, :func:`load_script`). The change is undone first, so one bad test does not
+    spill over."""
+    environ, path, scripts = _environ(), list(sys.path), _script_modules()
+    yield
+    problems = []
+    if _environ() != environ:
+        now = _environ()
+        changed = sorted(k for k in set(environ) | set(now) if environ.get(k) != now.get(k))
+        problems.append(f"os.environ changed: {changed}")
+        for k in changed:
+            if k in environ:
+                os.environ[k] = environ[k]
+            else:
+                del os.environ[k]
+    if sys.path != path:
+        problems.append(f"sys.path changed: {sorted(set(sys.path) ^ set(path))}")
+        sys.path[:] = path
+    left = _script_modules() - scripts
+    if left:
+        problems.append(f"script modules left in sys.modules: {sorted(left)}")
+        for name in left:
+            del sys.modules[name]
+    if problems:
+        pytest.fail("the test left the process changed: " + "; ".join(problems), pytrace=False)

@@ -21,3 +21,17 @@ def test_missing_oracle_skips_locally_and_fails_in_ci(monkeypatch):
     with pytest.raises(pytest.fail.Exception, match="fra.txt not present"):
         missing("fra.txt not present")
     assert require_module("json").dumps([1]) == "[1]"
+
+
+def test_default_run_is_the_fast_tier_and_ci_runs_both():
+    """pyproject's addopts deselect the slow tier; ``.ci/run`` selects every test again."""
+    import tomllib
+
+    from tests.conftest import ROOT
+
+    opts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "-m 'not slow'" in opts["addopts"] and "-p no:cacheprovider" in opts["addopts"]
+    assert any(m.startswith("slow:") for m in opts["markers"])
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "set -euo pipefail" in ci
+    assert 'python -m pytest -q -m "slow or not slow"' in ci.splitlines()
