@@ -99,11 +99,18 @@ def missing(reason: str) -> None:
 
 
 def require_module(name: str):
-    """``import name`` for a test-only oracle, or :func:`missing` when it cannot be imported."""
+    """``import name`` for a test-only oracle, or :func:`missing` when it cannot be imported.
+    Variables the import adds to ``os.environ`` are removed again (Keras sets TensorFlow's
+    ``TF_FORCE_GPU_ALLOW_GROWTH`` on its first import): the environment of later tests and
+    their children does not depend on which test imported an oracle first."""
+    before = set(os.environ)
     try:
         return importlib.import_module(name)
     except ImportError as e:
         missing(f"{name} is not installed (pip install -e '.[test]'): {e}")
+    finally:
+        for added in set(os.environ) - before:
+            del os.environ[added]
 
 
 @pytest.fixture
@@ -210,3 +217,17 @@ def _leaves_the_process_as_it_found_it():
             del sys.modules[name]
     if problems:
         pytest.fail("the test left the process changed: " + "; ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def children():
+    """Start child processes with ``children(argv, env=..., cwd=...)`` (:class:`tests._children.Child`):
+    every read of their output has a timeout, and each one's process group is killed when the
+    test ends, however it ends."""
+    from tests._children import Children
+
+    started = Children()
+    try:
+        yield started
+    finally:
+        started.kill_all()

@@ -11,12 +11,8 @@ from tests.conftest import ROOT, assert_trees_equal
 
 
 def _compare_models():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import compare_models
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
-    return compare_models
+    from tests.conftest import load_script
+    return load_script("compare_models")
 
 
 def test_parse_run_converts_each_field_to_its_config_type():

@@ -3,7 +3,6 @@ of an independent NumPy model, and the initialisation numbers docs/math.md secti
 
 from __future__ import annotations
 
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -11,14 +10,10 @@ import numpy as np
 import pytest
 
 from minis2s import data, demo_corpus, model, train
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_script
 from tests.test_worked_example import central_difference, forward, one_hot
 
-sys.path.insert(0, str(ROOT / "scripts"))
-try:
-    import gradient_norms
-finally:
-    sys.path.remove(str(ROOT / "scripts"))
+gradient_norms = load_script("gradient_norms")
 
 MATH = (ROOT / "docs" / "math.md").read_text(encoding="utf-8")
 

@@ -61,9 +61,6 @@ def test_figures_script_draws_every_figure(tmp_path):
 
 def test_teacher_forcing_table_comes_from_the_data_pipeline():
     """The figure's rows, recomputed by hand: decoder input = "\t" + French, target = French + "\n"."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import figures
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    from tests.conftest import load_script
+    figures = load_script("figures")
     assert figures.teacher_forcing_rows() == ("Go.", "\tVa !", "Va !\n")
