@@ -37,6 +37,7 @@ def test_second_holder_is_refused_and_a_leftover_is_taken_over(tmp_path):
         assert runlock.read_holder(run)["pid"] == os.getpid()
 
 
+@pytest.mark.slow
 def test_two_trainings_on_one_directory(tmp_path, capsys):
     """A second ``train`` or ``--resume`` on a directory a running ``train`` holds is refused
     with one line naming the holder; readers still read; after the holder is killed (SIGKILL

@@ -16,6 +16,8 @@ import pytest
 from tests import reference
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # runs scripts/worked_example.py
+
 
 @pytest.fixture(scope="module")
 def run():
