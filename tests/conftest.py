@@ -189,14 +189,14 @@ def _environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
 
 
-@pytest.fixture(autouse=True)
-def _leaves_the_process_as_it_found_it():
-    """Fail a test that changes ``os.environ`` or ``sys.path`` or leaves a script module in
-    ``sys.modules``: later tests would see it, and results would depend on the order (use
-    ``monkeypatch``, :func:`load_script`). The change is undone first, so one bad test does not
-    spill over."""
-    environ, path, scripts = _environ(), list(sys.path), _script_modules()
-    yield
+def process_state() -> tuple:
+    """What a test must leave as it found it: ``os.environ``, ``sys.path``, script modules."""
+    return _environ(), list(sys.path), _script_modules()
+
+
+def undo_changes(state: tuple) -> list[str]:
+    """Restore ``state`` (from :func:`process_state`); one line for each kind of change found."""
+    environ, path, scripts = state
     problems = []
     if _environ() != environ:
         now = _environ()
@@ -215,6 +215,18 @@ def _leaves_the_process_as_it_found_it():
         problems.append(f"script modules left in sys.modules: {sorted(left)}")
         for name in left:
             del sys.modules[name]
+    return problems
+
+
+@pytest.fixture(autouse=True)
+def _leaves_the_process_as_it_found_it():
+    """Fail a test that changes ``os.environ`` or ``sys.path`` or leaves a script module in
+    ``sys.modules``: later tests would see it, and results would depend on the order (use
+    ``monkeypatch``, :func:`load_script`). The change is undone first, so one bad test does not
+    spill over."""
+    state = process_state()
+    yield
+    problems = undo_changes(state)
     if problems:
         pytest.fail("the test left the process changed: " + "; ".join(problems), pytrace=False)
 

@@ -35,3 +35,24 @@ def test_default_run_is_the_fast_tier_and_ci_runs_both():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "set -euo pipefail" in ci
     assert 'python -m pytest -q -m "slow or not slow"' in ci.splitlines()
+
+
+def test_a_test_that_changes_the_process_is_caught_and_undone():
+    import os
+    import sys
+    import types
+
+    from tests.conftest import ROOT, process_state, undo_changes
+
+    state = process_state()
+    assert undo_changes(state) == []
+    os.environ["MINIS2S_TEST_LEAK"] = "1"
+    sys.path.append("/leaked")
+    leaked = types.ModuleType("leaked_script")
+    leaked.__file__ = str(ROOT / "scripts" / "leaked_script.py")
+    sys.modules["leaked_script"] = leaked
+    problems = undo_changes(state)
+    assert problems == ["os.environ changed: ['MINIS2S_TEST_LEAK']", "sys.path changed: ['/leaked']",
+                        "script modules left in sys.modules: ['leaked_script']"]
+    assert "MINIS2S_TEST_LEAK" not in os.environ and "/leaked" not in sys.path and "leaked_script" not in sys.modules
+    assert process_state() == state
