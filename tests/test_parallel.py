@@ -269,6 +269,7 @@ def test_distributed_settings_need_the_flag(demo_path, tmp_path):
     assert r.returncode == 2 and "need --distributed" in r.stderr
 
 
+@pytest.mark.slow  # trains
 def test_training_never_builds_one_hot_arrays(tiny, monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("training built the seed's one-hot arrays")

@@ -168,6 +168,7 @@ def _demo(n: int = 60):
     return data.load_dataset(data.DEMO_PATH, n)
 
 
+@pytest.mark.slow  # trains
 def test_epoch_in_chunks_equals_one_call_bit_for_bit():
     """Two epochs of 8 steps, as one call each and as chunks of 3, 3, 2 steps: identical
     parameters, optimizer state, metric sums and step losses."""
@@ -214,6 +215,7 @@ def _epochs(calls):
     return out
 
 
+@pytest.mark.slow  # trains
 @pytest.mark.parametrize("most", [3, 100])
 def test_fit_with_progress_trains_the_same_and_reports_every_chunk(monkeypatch, most):
     monkeypatch.setattr(train, "PROGRESS_CHUNKS", most)
@@ -233,6 +235,7 @@ def test_fit_with_progress_trains_the_same_and_reports_every_chunk(monkeypatch, 
         assert calls[-1][2] == pytest.approx(loss, rel=1e-6)  # the running loss ends at the epoch's
 
 
+@pytest.mark.slow  # trains
 def test_scheduled_sampling_in_chunks_trains_the_same(monkeypatch):
     """Each chunk gets its slice of the per-step coin keys and ratios."""
     monkeypatch.setattr(train, "PROGRESS_CHUNKS", 3)
@@ -244,6 +247,7 @@ def test_scheduled_sampling_in_chunks_trains_the_same(monkeypatch):
     assert history["loss"] == plain_history["loss"]
 
 
+@pytest.mark.slow  # trains
 def test_bucketed_fit_reports_every_batch():
     ds = _demo()
     cfg = train.Config(epochs=1, batch_size=6, latent_dim=16, seed=3, bucket=True)

@@ -15,6 +15,7 @@ def tiny_dataset():
     return data.build_dataset([e for e, _ in TINY_PAIRS], ["\t" + f + "\n" for _, f in TINY_PAIRS])
 
 
+@pytest.mark.slow  # 400 training steps at most
 def test_tiny_model_memorises_eight_pairs():
     ds = tiny_dataset()
     cfg = train.Config(latent_dim=32, learning_rate=1e-2)
@@ -26,8 +27,10 @@ def test_tiny_model_memorises_eight_pairs():
     real = ds.target_tokens != ds.target_vocab.index[" "]
     real |= np.arange(ds.target_tokens.shape[1]) < np.array([len(t) - 1 for t in ds.target_texts])[:, None]
 
+    apply = jax.jit(model.apply)
+
     def real_char_accuracy(p):
-        pred = np.asarray(jnp.argmax(model.apply(p, ds.encoder_tokens, ds.decoder_tokens), -1))
+        pred = np.asarray(jnp.argmax(apply(p, ds.encoder_tokens, ds.decoder_tokens), -1))
         return (pred == ds.target_tokens)[real].mean()
 
     for n in range(1, 401):
@@ -46,7 +49,7 @@ def test_epoch_metrics_are_exact_means_with_a_padded_last_batch():
     whole = train.evaluate(params, ds, idx, batch_size=8)
     assert small["loss"] == pytest.approx(whole["loss"], rel=1e-6)
     assert small["accuracy"] == pytest.approx(whole["accuracy"], rel=1e-6)
-    probs = model.apply(params, ds.encoder_tokens, ds.decoder_tokens)
+    probs = jax.jit(model.apply)(params, ds.encoder_tokens, ds.decoder_tokens)
     from minis2s import losses
 
     assert whole["loss"] == pytest.approx(float(losses.categorical_crossentropy(probs, ds.target_tokens)), rel=1e-6)
@@ -57,8 +60,8 @@ def test_partial_batch_gradient_equals_unpadded_batch_gradient():
     params = model.init_params(jax.random.PRNGKey(2), model.ModelConfig(len(ds.input_vocab), len(ds.target_vocab), 8))
     padded = next(train.batches(ds, np.arange(5), 8))  # 5 real rows + 3 zero-weight rows
     plain = next(train.batches(ds, np.arange(5), 5))
-    g_pad = jax.grad(lambda p: train.loss_fn(p, padded)[0])(params)
-    g_plain = jax.grad(lambda p: train.loss_fn(p, plain)[0])(params)
+    grad = jax.jit(jax.grad(lambda p, batch: train.loss_fn(p, batch)[0]))  # one program per shape
+    g_pad, g_plain = grad(params, padded), grad(params, plain)
     assert_trees_equal(g_pad, g_plain, atol=1e-7)
 
 
@@ -82,6 +85,7 @@ def test_validation_split_is_the_tail_like_keras():
     assert abs(tail - head) > 1e-3 * tail  # the check tells the tail from other rows
 
 
+@pytest.mark.slow  # trains twice
 def test_fit_reproducible_and_history(tmp_path):
     ds = tiny_dataset()
     cfg = train.Config(epochs=2, batch_size=4, latent_dim=8, seed=3)
