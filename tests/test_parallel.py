@@ -144,9 +144,9 @@ def test_masked_loss_matches_a_hand_computation(tiny):
     params = init_params(jax.random.PRNGKey(0), ModelConfig(len(tiny.input_vocab), len(tiny.target_vocab), 8))
     batch = next(bucketing.Batcher(tiny, 8, mask_padding=True)(np.arange(8)))
     batch["weight"][5:] = 0.0  # three rows do not count
-    loss, metrics = train.loss_fn(params, batch)
+    loss, metrics = jax.jit(train.loss_fn)(params, batch)
 
-    probs = np.asarray(apply(params, batch["encoder_tokens"], batch["decoder_tokens"]), np.float64)
+    probs = np.asarray(jax.jit(apply)(params, batch["encoder_tokens"], batch["decoder_tokens"]), np.float64)
     ce, hits, count = 0.0, 0.0, 0
     for b in range(5):
         french = tiny.target_texts[b][1:]  # the characters to predict, end token included
@@ -162,7 +162,7 @@ def test_masked_loss_matches_a_hand_computation(tiny):
     np.testing.assert_allclose(float(metrics["correct_sum"]), hits, rtol=1e-6)
     # The seed's loss counts padding positions too, so it differs.
     del batch["mask"]
-    assert abs(float(train.loss_fn(params, batch)[0]) - ce / count) > 1e-3
+    assert abs(float(jax.jit(train.loss_fn)(params, batch)[0]) - ce / count) > 1e-3
 
 
 def test_mask_marks_spaces_inside_the_sentence_as_real(tiny):
@@ -235,6 +235,7 @@ def test_cutting_the_decoder_leaves_the_masked_loss_unchanged(demo_path):
     ds = load_dataset(demo_path, 40)
     params = init_params(jax.random.PRNGKey(1), ModelConfig(len(ds.input_vocab), len(ds.target_vocab), 8))
     cut = bucketing.Batcher(ds, 8, bucket=True, mask_padding=True)
+    loss_fn = jax.jit(train.loss_fn)
     for idx in cut.plan(np.arange(len(ds)))[:2]:
         b = cut.batch(idx)
         full = dict(b)  # same encoder input, decoder at the seed's full length
@@ -243,8 +244,8 @@ def test_cutting_the_decoder_leaves_the_masked_loss_unchanged(demo_path):
         full["target_tokens"] = ds.target_tokens[rows]
         full["mask"] = bucketing.target_mask(cut.target_lengths[rows], ds.max_decoder_seq_length)
         assert full["decoder_tokens"].shape[1] > b["decoder_tokens"].shape[1]
-        l_cut, m_cut = train.loss_fn(params, b)
-        l_full, m_full = train.loss_fn(params, full)
+        l_cut, m_cut = loss_fn(params, b)
+        l_full, m_full = loss_fn(params, full)
         np.testing.assert_allclose(float(l_cut), float(l_full), rtol=1e-6)
         np.testing.assert_allclose(float(m_cut["correct_sum"]), float(m_full["correct_sum"]), rtol=1e-6)
 

@@ -170,7 +170,7 @@ def test_memory_estimate_counts_every_parameter_and_refuses_with_the_figure(caps
     from minis2s import model, resources
 
     v_in, v_out, h = 7, 9, 12
-    params = model.init_params(jax.random.PRNGKey(0), model.ModelConfig(v_in, v_out, h))
+    params = jax.jit(model.init_params, static_argnums=1)(jax.random.PRNGKey(0), model.ModelConfig(v_in, v_out, h))
     n = sum(x.size for x in jax.tree.leaves(params))
     assert resources.count_params(model.ModelConfig(v_in, v_out, h)) == n
     assert n == 4 * h * (v_in + h + 1) + 4 * h * (v_out + h + 1) + v_out * (h + 1)  # the seed's formula
@@ -269,6 +269,7 @@ def test_file_round_trip(pairs, crlf, bom):
 # --------------------------------------------------------------------------- numerical faults
 
 
+@pytest.mark.slow  # trains
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["train", *KILL_ARGS, "--epochs", "2", "--out", str(out)]) == 0

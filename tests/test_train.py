@@ -117,7 +117,7 @@ def test_cli_one_epoch_writes_history_and_a_checkpoint_that_loads_back(tmp_path,
 
 
 def test_checkpoint_round_trip_is_exact(tmp_path):
-    params = model.init_params(jax.random.PRNGKey(4), model.ModelConfig(5, 6, 7))
+    params = jax.jit(model.init_params, static_argnums=1)(jax.random.PRNGKey(4), model.ModelConfig(5, 6, 7))
     checkpoint.save(tmp_path, params, {"k": 1})
     loaded, meta = checkpoint.load(tmp_path)
     assert meta["k"] == 1
