@@ -22,16 +22,33 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ["KERAS_BACKEND"] = "jax"
 
 
-def _compilation_cache_dir() -> Path:
-    """The suite's persistent JAX compilation cache: in the system temp dir, one per user, never
-    in the user's home. Most of the suite's time is XLA compiling the same small programs; a
-    warm cache serves them from disk (``MINIS2S_TEST_JAX_CACHE`` overrides the place; an empty
-    value turns the cache off)."""
+def _suite_dir() -> Path:
+    """The suite's own folder for what outlives one run: in the system temp dir, one per user,
+    never in the user's home or the checkout."""
     user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
-    return Path(tempfile.gettempdir()) / f"minis2s-tests-jax-cache-{user}"
+    path = Path(tempfile.gettempdir()) / f"minis2s-tests-{user}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
 
 
-JAX_CACHE = os.environ.get("MINIS2S_TEST_JAX_CACHE", str(_compilation_cache_dir()))
+SUITE_DIR = _suite_dir()
+# The oracles' own files go there too, not to ~/.keras, ~/.config/matplotlib or ./.hypothesis.
+os.environ.setdefault("KERAS_HOME", str(SUITE_DIR / "keras"))
+os.environ.setdefault("MPLCONFIGDIR", str(SUITE_DIR / "matplotlib"))
+try:
+    from hypothesis import configuration as _hypothesis_configuration
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_configuration.set_hypothesis_home_dir(SUITE_DIR / "hypothesis")  # its caches
+    _hypothesis_settings.register_profile("minis2s-tests", database=None)  # no example database
+    _hypothesis_settings.load_profile("minis2s-tests")
+except ImportError:
+    pass
+
+# The persistent JAX compilation cache. Most of the suite's time is XLA compiling the same
+# small programs; a warm cache serves them from disk. ``MINIS2S_TEST_JAX_CACHE`` overrides the
+# place; an empty value turns the cache off.
+JAX_CACHE = os.environ.get("MINIS2S_TEST_JAX_CACHE", str(SUITE_DIR / "jax-cache"))
 if JAX_CACHE:
     Path(JAX_CACHE).mkdir(mode=0o700, parents=True, exist_ok=True)
     # Environment variables: read by JAX in this process when it is first imported and by every

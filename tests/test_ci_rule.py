@@ -56,3 +56,24 @@ def test_a_test_that_changes_the_process_is_caught_and_undone():
                         "script modules left in sys.modules: ['leaked_script']"]
     assert "MINIS2S_TEST_LEAK" not in os.environ and "/leaked" not in sys.path and "leaked_script" not in sys.modules
     assert process_state() == state
+
+
+def test_the_suite_keeps_its_files_in_its_own_temp_folder():
+    """The compilation cache, Keras' and matplotlib's config and Hypothesis' storage go to one
+    folder in the temp dir, for this process and for its children; none to the home or the checkout."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import jax
+
+    from tests.conftest import JAX_CACHE, ROOT, SUITE_DIR, child_env
+
+    assert SUITE_DIR.parent == Path(tempfile.gettempdir()) and SUITE_DIR.is_dir()
+    if JAX_CACHE:
+        assert jax.config.jax_compilation_cache_dir == JAX_CACHE
+        assert jax.config.jax_persistent_cache_min_compile_time_secs == 0
+        assert child_env()["JAX_COMPILATION_CACHE_DIR"] == JAX_CACHE
+    for name in ("KERAS_HOME", "MPLCONFIGDIR"):
+        where = Path(os.environ[name])
+        assert not where.is_relative_to(Path.home()) and not where.is_relative_to(ROOT), (name, where)
