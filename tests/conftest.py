@@ -33,8 +33,8 @@ def _suite_dir() -> Path:
 
 SUITE_DIR = _suite_dir()
 # The oracles' own files go there too, not to ~/.keras, ~/.config/matplotlib or ./.hypothesis.
-os.environ.setdefault("KERAS_HOME", str(SUITE_DIR / "keras"))
-os.environ.setdefault("MPLCONFIGDIR", str(SUITE_DIR / "matplotlib"))
+os.environ["KERAS_HOME"] = str(SUITE_DIR / "keras")
+os.environ["MPLCONFIGDIR"] = str(SUITE_DIR / "matplotlib")
 try:
     from hypothesis import configuration as _hypothesis_configuration
     from hypothesis import settings as _hypothesis_settings
