@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -169,12 +170,20 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(*args: str, timeout: float = 600, input: str | None = None, env: dict | None = None):
-    """Run ``python -m minis2s.cli ARGS`` in a subprocess with this checkout on the path."""
-    full_env = child_env(**(env or {}))
-    return subprocess.run(
-        [sys.executable, "-m", "minis2s.cli", *args],
-        capture_output=True, text=True, timeout=timeout, input=input, env=full_env, cwd=ROOT,
-    )
+    """Run ``python -m minis2s.cli ARGS`` in a subprocess with this checkout on the path: a
+    ``CompletedProcess``. The child runs in its own process group, which is killed if it
+    outlives ``timeout`` (``TimeoutExpired``) or the test is interrupted while it runs."""
+    argv = [sys.executable, "-m", "minis2s.cli", *args]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=child_env(**(env or {})), cwd=ROOT, start_new_session=True)
+    try:
+        out, err = proc.communicate(input, timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def load_script(name: str):
