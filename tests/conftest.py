@@ -269,3 +269,33 @@ def children():
         yield started
     finally:
         started.kill_all()
+
+
+# ``MINIS2S_TEST_COMPILE_REPORT=N``: after the run, the N tests that spent the most time in XLA
+# compilation (cache misses), with the number of programs each compiled: where the suite's
+# time goes, and what a jit or a smaller shape would save.
+_COMPILE_REPORT = int(os.environ.get("MINIS2S_TEST_COMPILE_REPORT", "0") or 0)
+_compiles: dict[str, list] = {}
+_running = [""]
+
+
+def _count_compile(event: str, duration: float, **_) -> None:
+    if event == "/jax/core/compile/backend_compile_duration":
+        entry = _compiles.setdefault(_running[0], [0, 0.0])
+        entry[0] += 1
+        entry[1] += duration
+
+
+if _COMPILE_REPORT:
+    import jax._src.monitoring as _monitoring
+
+    _monitoring.register_event_duration_secs_listener(_count_compile)
+
+    def pytest_runtest_logstart(nodeid, location):
+        _running[0] = nodeid
+
+    def pytest_terminal_summary(terminalreporter):
+        total = sum(n for n, _ in _compiles.values()), sum(s for _, s in _compiles.values())
+        terminalreporter.write_sep("=", f"XLA compilations: {total[0]} programs, {total[1]:.1f} s")
+        for nodeid, (n, s) in sorted(_compiles.items(), key=lambda kv: -kv[1][1])[:_COMPILE_REPORT]:
+            terminalreporter.write_line(f"{s:7.2f} s {n:5d} programs  {nodeid or '(collection)'}")
