@@ -321,7 +321,10 @@ def _start(children, out: Path, env: dict, sigint: bool = False):
     # Ctrl-C: a shell running the tests in the background ignores SIGINT, and Python then installs
     # no KeyboardInterrupt handler; install it in the child (no preexec_fn: a fork after JAX started)
     command = ["-c", _WITH_SIGINT] if sigint else ["-m", "minis2s.cli"]
-    return children([sys.executable, *command, *argv], cwd=ROOT, env=child_env(**env))
+    # A compilation cache of their own: JAX writes cache entries in place, and a child killed in
+    # the middle of one would leave a truncated entry in the suite's cache for good.
+    cache = {"JAX_COMPILATION_CACHE_DIR": str(out.parent / "jax-cache")}
+    return children([sys.executable, *command, *argv], cwd=ROOT, env=child_env(**cache, **env))
 
 
 def _complete_checkpoints_verify(out: Path) -> int:
