@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests._cli import run as cli_run
 from tests.conftest import ROOT, TINY_PAIRS, assert_trees_equal, child_env, run_cli
 from minis2s import bucketing, checkpoint, parallel, train
 from minis2s.data import PAD, build_dataset, load_dataset
@@ -124,13 +125,13 @@ def test_shard_batch_refuses_rows_not_divisible_by_devices():
         parallel.shard_batch({"x": np.zeros((6, 2))}, fake)
 
 
-@pytest.mark.slow
 def test_more_devices_than_present_is_a_clear_cli_error(demo_path, tmp_path):
-    r = run_cli("train", "--data", str(demo_path), "--epochs", "1", "--latent-dim", "8",
-                "--devices", "99", "--out", str(tmp_path / "run"), env={"JAX_PLATFORMS": "cpu"})
-    assert r.returncode == 2
-    assert "--devices 99 asks for more devices than this process has" in r.stderr
-    assert "Traceback" not in r.stderr
+    # in-process (tests/_cli.py): this pytest process has one CPU device
+    rc, _, err = cli_run(["train", "--data", str(demo_path), "--epochs", "1", "--latent-dim", "8",
+                          "--devices", "99", "--out", str(tmp_path / "run")])
+    assert rc == 2
+    assert "--devices 99 asks for more devices than this process has" in err
+    assert "Traceback" not in err
 
 
 # --------------------------------------------------------------------------- masked loss
@@ -264,11 +265,10 @@ def test_cli_bucket_and_mask_padding_train_and_are_recorded(demo_path, tmp_path)
     assert cfg["bucket"] is True and cfg["mask_padding"] is True
 
 
-@pytest.mark.slow
 def test_distributed_settings_need_the_flag(demo_path, tmp_path):
-    r = run_cli("train", "--data", str(demo_path), "--epochs", "1", "--process-id", "1", "--out", str(tmp_path / "r"),
-                env={"JAX_PLATFORMS": "cpu"})
-    assert r.returncode == 2 and "need --distributed" in r.stderr
+    rc, _, err = cli_run(["train", "--data", str(demo_path), "--epochs", "1", "--process-id", "1",
+                          "--out", str(tmp_path / "r")])
+    assert rc == 2 and "need --distributed" in err
 
 
 @pytest.mark.slow  # trains
