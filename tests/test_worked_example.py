@@ -20,10 +20,9 @@ pytestmark = pytest.mark.slow  # runs scripts/worked_example.py
 
 
 @pytest.fixture(scope="module")
-def run():
+def run(tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = ROOT / ".pytest_cache" / "worked_example.json"
-    out.parent.mkdir(exist_ok=True)
+    out = tmp_path_factory.mktemp("worked_example") / "worked_example.json"
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "worked_example.py"), "--json", str(out)],
                        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
