@@ -160,6 +160,13 @@ def assert_trees_equal(a, b, *, rtol: float = 0.0, atol: float = 0.0) -> None:
             np.testing.assert_allclose(x, y, rtol=rtol, atol=atol, err_msg=name)
 
 
+def split_tiers(cases: list, fast) -> list:
+    """Parametrize ``cases`` with those at the positions in ``fast`` in the default run and the
+    others marked slow: every case still runs in CI, and the fast tier compiles fewer programs."""
+    return [case if i in fast else pytest.param(*(case if isinstance(case, tuple) else (case,)), marks=pytest.mark.slow)
+            for i, case in enumerate(cases)]
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """The environment for a child process: this one's (the compilation cache included), this
     checkout first on ``PYTHONPATH``, then ``extra``."""
