@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from minis2s import bptt, lstm, model, train
-from tests.conftest import assert_trees_equal
+from tests.conftest import assert_trees_equal, split_tiers
 from minis2s.cli import build_parser
 
 # (batch, time, input dim, units, token inputs?) -- includes batch 1 and length 1.
@@ -55,7 +55,9 @@ def _assert_trees_close(a, b, tol):
     assert_trees_equal(a, b, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("B,T,D,H,tokens", SHAPES)
+# Each shape is a compilation: the fast tier keeps one per kind of input between the float32
+# and the float64 test, the slow tier the others.
+@pytest.mark.parametrize("B,T,D,H,tokens", split_tiers(SHAPES, fast=(0, 3)))
 def test_layer_grads_match_autodiff_float32(B, T, D, H, tokens):
     params, x, state, w = _problem(jax.random.PRNGKey(B * 100 + T), B, T, D, H, tokens, jnp.float32)
     ref = _value_and_grads(lstm.layer, params, x, state, w, tokens)
@@ -65,7 +67,7 @@ def test_layer_grads_match_autodiff_float32(B, T, D, H, tokens):
     _assert_trees_close(jax.jit(bptt.layer)(params, x, state), jax.jit(lstm.layer)(params, x, state), 1e-6)
 
 
-@pytest.mark.parametrize("B,T,D,H,tokens", [SHAPES[2], SHAPES[3]])
+@pytest.mark.parametrize("B,T,D,H,tokens", split_tiers([SHAPES[2], SHAPES[3]], fast=(0,)))
 def test_layer_grads_match_autodiff_float64(B, T, D, H, tokens):
     with jax.enable_x64(True):  # scoped: leaves the rest of the suite in float32
         params, x, state, w = _problem(jax.random.PRNGKey(7 + T), B, T, D, H, tokens, jnp.float64)

@@ -11,9 +11,8 @@ from tests.conftest import assert_trees_equal
 
 
 def _compare_models():
-    from scripts.benchmarks import compare_models
-
-    return compare_models
+    from tests.conftest import load_script
+    return load_script("benchmarks/compare_models")
 
 
 def test_parse_run_converts_each_field_to_its_config_type():

@@ -1,5 +1,6 @@
 """Data: fixtures for two- and three-column files, zip input, vocabularies, padding, shapes."""
 
+import socket
 import zipfile
 
 import numpy as np
@@ -85,8 +86,13 @@ def test_line_without_tab_names_file_and_line(tmp_path):
 
 
 def test_offline_download_says_how_to_pass_data(tmp_path):
-    with pytest.raises(data.DataError, match="--data PATH"):
-        data.download("http://127.0.0.1:9/fra-eng.zip", tmp_path, timeout=2)
+    # A port this test holds bound but not listening: a connection to it is refused, whatever
+    # else runs on this machine.
+    with socket.socket() as refusing:
+        refusing.bind(("127.0.0.1", 0))
+        port = refusing.getsockname()[1]
+        with pytest.raises(data.DataError, match="--data PATH"):
+            data.download(f"http://127.0.0.1:{port}/fra-eng.zip", tmp_path, timeout=2)
     assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
 
 

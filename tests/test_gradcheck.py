@@ -269,6 +269,7 @@ def test_cli_gradcheck(capsys):
     assert "FAIL" in captured.out and "gradcheck: FAILED for" in captured.err
 
 
+@pytest.mark.slow
 def test_package_import_does_not_load_keras():
     """Keras and h5py are test-time oracles: importing minis2s (converter included) must not load them."""
     code = (

@@ -94,8 +94,8 @@ def test_hand_derived_backward_float32_and_finite_differences():
     with jax.enable_x64(True):
         p64 = jax.tree.map(lambda a: a.astype(jnp.float64), params)
         x64, h64, w64 = x.astype(jnp.float64), h0.astype(jnp.float64), tuple(a.astype(jnp.float64) for a in w)
-        f = _loss(gru.bptt_layer, w64)
-        grads = jax.grad(f, argnums=(0, 1, 2))(p64, h64, x64)
+        f = jax.jit(_loss(gru.bptt_layer, w64))  # one program each, not one per operation
+        grads = jax.jit(jax.grad(f, argnums=(0, 1, 2)))(p64, h64, x64)
         direction = jax.tree.map(lambda a: jnp.asarray(np.random.default_rng(0).normal(size=a.shape)), (p64, h64, x64))
         eps = 1e-6
         plus = jax.tree.map(lambda a, d: a + eps * d, (p64, h64, x64), direction)

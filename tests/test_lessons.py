@@ -212,7 +212,8 @@ def test_seed_flops_per_step_and_epoch():
     """scripts/benchmarks/bench.py's formula against a count from the parameter shapes: every recurrent
     kernel entry is one multiply-add per sample and step, every head entry one per sample and
     decoder step; backward is twice forward."""
-    from scripts.benchmarks.bench import flop_counts
+    from tests.conftest import load_script
+    flop_counts = load_script("benchmarks/bench").flop_counts
     shapes = model.param_shapes(model.ModelConfig(70, 93, 256))
     B, T_e, T_d = 64, 16, 59
     U = math.prod(shapes["encoder/recurrent_kernel"])

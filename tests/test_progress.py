@@ -3,11 +3,16 @@ numbers bit for bit as one call), what ``fit`` reports, and the CLI on a termina
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pty
+import re
+import select
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -15,7 +20,7 @@ import pytest
 
 from minis2s import data, models, train
 from minis2s.progress import ProgressBar, format_bar, format_eta
-from tests.conftest import ROOT, assert_trees_equal
+from tests.conftest import ROOT, assert_trees_equal, child_env, require_module
 
 # --------------------------------------------------------------------------- formatting
 
@@ -163,6 +168,7 @@ def _demo(n: int = 60):
     return data.load_dataset(data.DEMO_PATH, n)
 
 
+@pytest.mark.slow  # trains
 def test_epoch_in_chunks_equals_one_call_bit_for_bit():
     """Two epochs of 8 steps, as one call each and as chunks of 3, 3, 2 steps: identical
     parameters, optimizer state, metric sums and step losses."""
@@ -209,6 +215,7 @@ def _epochs(calls):
     return out
 
 
+@pytest.mark.slow  # trains
 @pytest.mark.parametrize("most", [3, 100])
 def test_fit_with_progress_trains_the_same_and_reports_every_chunk(monkeypatch, most):
     monkeypatch.setattr(train, "PROGRESS_CHUNKS", most)
@@ -228,6 +235,7 @@ def test_fit_with_progress_trains_the_same_and_reports_every_chunk(monkeypatch, 
         assert calls[-1][2] == pytest.approx(loss, rel=1e-6)  # the running loss ends at the epoch's
 
 
+@pytest.mark.slow  # trains
 def test_scheduled_sampling_in_chunks_trains_the_same(monkeypatch):
     """Each chunk gets its slice of the per-step coin keys and ratios."""
     monkeypatch.setattr(train, "PROGRESS_CHUNKS", 3)
@@ -239,6 +247,7 @@ def test_scheduled_sampling_in_chunks_trains_the_same(monkeypatch):
     assert history["loss"] == plain_history["loss"]
 
 
+@pytest.mark.slow  # trains
 def test_bucketed_fit_reports_every_batch():
     ds = _demo()
     cfg = train.Config(epochs=1, batch_size=6, latent_dim=16, seed=3, bucket=True)
@@ -257,31 +266,46 @@ def test_bucketed_fit_reports_every_batch():
 # --------------------------------------------------------------------------- the CLI
 
 
-def _train_on_a_terminal(tmp_path, *extra: str) -> str:
-    """``minis2s train`` on the demo corpus with stdout on a pseudo-terminal; its output."""
+def _train_on_a_terminal(tmp_path, *extra: str, timeout: float = 300) -> str:
+    """``minis2s train`` on the demo corpus with stdout on a pseudo-terminal; its output. Every
+    read waits at most until ``timeout``; the child's process group is killed however this ends."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     leader, follower = pty.openpty()
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "minis2s.cli", "train", "--data", "demo", "--epochs", "2", "--latent-dim", "8",
-         "--num-samples", "120", "--batch-size", "4", "--out", str(tmp_path / "run"), "--show", "0", *extra],
-        stdout=follower, stderr=subprocess.PIPE, cwd=ROOT, env=env,
-    )
+    err = tmp_path / "stderr.txt"
+    with open(err, "wb") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "minis2s.cli", "train", "--data", "demo", "--epochs", "2", "--latent-dim", "8",
+             "--num-samples", "120", "--batch-size", "4", "--out", str(tmp_path / "run"), "--show", "0", *extra],
+            stdout=follower, stderr=err_file, cwd=ROOT, env=child_env(), start_new_session=True,
+        )
     os.close(follower)
     chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err.decode()
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no end of output after {timeout} s: {b''.join(chunks)[-2000:]!r}"
+            ready, _, _ = select.select([leader], [], [], left)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        proc.wait(max(deadline - time.monotonic(), 1))
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err.read_text()
     return b"".join(chunks).decode()
 
 
+@pytest.mark.slow
 def test_cli_draws_a_bar_on_a_terminal_and_epoch_lines_with_quiet(tmp_path):
     shown = _train_on_a_terminal(tmp_path / "bar")
     assert "\r" in shown and " [" in shown and "ETA: " in shown and "- loss: " in shown
@@ -292,3 +316,53 @@ def test_cli_draws_a_bar_on_a_terminal_and_epoch_lines_with_quiet(tmp_path):
     quiet = _train_on_a_terminal(tmp_path / "quiet", "--quiet")
     assert "ETA" not in quiet and "Epoch 2/2 - " in quiet
     assert "\r" not in quiet.replace("\r\n", "\n")
+
+
+# --------------------------------------------------------------------------- against Keras' Progbar
+
+
+_KERAS_LINE = re.compile(
+    r"\r\x1b\[1m(?P<counter>[ \d]+/\d+)\x1b\[0m (?:\x1b\[32m(?P<filled>━*)\x1b\[0m)?\x1b\[37m(?P<empty>━*)\x1b\[0m"
+    r" \x1b\[1m(?P<eta>[^\x1b]+)\x1b\[0m [^ ]+/step - loss: (?P<loss>\S+)$"
+)
+
+
+def _keras_bar(keras, done: int, total: int, eta: float, loss: float, width: int) -> dict:
+    """What ``keras.utils.Progbar`` draws for ``done`` of ``total`` steps, an ETA of ``eta``
+    seconds and a running loss: its counter, filled cells, ETA and loss text."""
+    bar = keras.utils.Progbar(total, width=width, verbose=1, interval=0)
+    bar._estimate_step_duration = lambda current, now: eta / (total - current)  # the ETA is ours to set
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        bar.update(done, [("loss", loss)])
+    m = _KERAS_LINE.match(printed.getvalue())
+    assert m, repr(printed.getvalue())
+    return {"counter": m["counter"], "filled": len(m["filled"] or ""), "eta": m["eta"], "loss": m["loss"]}
+
+
+def test_format_bar_draws_what_keras_progbar_draws():
+    """Keras 3 draws its bar with ``━`` and colours where the Keras 2 style of ``format_bar`` uses
+    ``=``/``>``/``.``; everything else is compared on the same inputs: the right-aligned counter,
+    the number of filled cells, the ETA text and the loss text. (Known differences, left out here:
+    ``format_bar`` shows the ``>`` from the first step, where Keras shows no filled cell until
+    ``width * done / total`` reaches 1; an ETA of exactly 60 s or 3600 s is ``1:00``/``1:00:00``
+    here and ``60s``/``60:00`` in Keras; a loss of at most 1e-3 is ``0.0005`` here, ``5.0000e-04``
+    in Keras.)"""
+    keras = require_module("keras")
+    rng = np.random.default_rng(0)
+    cases = [(312, 2090, 461.5, 0.81234, 30), (1, 7, 59.5, 2.5, 30), (6, 7, 3599.5, 1.0, 30),
+             (50, 100, 3723.5, 0.0123, 10), (99, 100, 36061.5, 12.3456, 30), (9, 10, 111.5, 0.5, 4)]
+    for _ in range(40):
+        total = int(rng.integers(2, 5000))
+        cases.append((int(rng.integers(1, total)), total, float(rng.uniform(0, 20000)) // 1 + 0.5,
+                      float(rng.uniform(0.002, 9.0)), int(rng.choice([4, 10, 30]))))
+    for done, total, eta, loss, width in cases:
+        want = _keras_bar(keras, done, total, eta, loss, width)
+        line = format_bar(done, total, eta, {"loss": loss}, width=width)
+        m = re.fullmatch(r"(?P<counter>[ \d]+/\d+) \[(?P<bar>[=>.]+)\] - ETA: (?P<eta>\S+) - loss: (?P<loss>\S+)", line)
+        assert m, line
+        got = {"counter": m["counter"], "filled": len(m["bar"].rstrip(".")), "eta": m["eta"], "loss": m["loss"]}
+        if want["filled"] == 0:  # the head ">" of the first cell (see the docstring)
+            assert got["filled"] == 1
+            got["filled"] = 0
+        assert got == want, (done, total, eta, loss, width)

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT, TINY_PAIRS, assert_trees_equal, run_cli
+from tests.conftest import ROOT, TINY_PAIRS, assert_trees_equal, child_env, run_cli
 from minis2s import checkpoint, cli, data, run, train
 from minis2s.data import DataError, Vocab
 
@@ -166,11 +166,11 @@ def test_seed_range_is_what_jax_accepts():
             jax.random.PRNGKey(seed)
 
 
-def test_memory_estimate_counts_every_parameter_and_refuses_with_the_figure(capsys, monkeypatch):
+def test_memory_estimate_counts_every_parameter_and_refuses_with_the_figure(capsys, monkeypatch, tmp_path):
     from minis2s import model, resources
 
     v_in, v_out, h = 7, 9, 12
-    params = model.init_params(jax.random.PRNGKey(0), model.ModelConfig(v_in, v_out, h))
+    params = jax.jit(model.init_params, static_argnums=1)(jax.random.PRNGKey(0), model.ModelConfig(v_in, v_out, h))
     n = sum(x.size for x in jax.tree.leaves(params))
     assert resources.count_params(model.ModelConfig(v_in, v_out, h)) == n
     assert n == 4 * h * (v_in + h + 1) + 4 * h * (v_out + h + 1) + v_out * (h + 1)  # the seed's formula
@@ -178,13 +178,14 @@ def test_memory_estimate_counts_every_parameter_and_refuses_with_the_figure(caps
     assert parts["parameters"] == parts["RMSprop state"] == 4 * n and parts["gradients and updates"] == 8 * n
     assert parts["activations"] == 4 * 3 * ((5 + 6) * 6 * h + 6 * 2 * v_out)
     monkeypatch.setattr(resources, "available_bytes", lambda: (10**9, "this machine has"))
-    line = _cli_error(capsys, "train", *KILL_ARGS, "--latent-dim", "8192", "--out", "/nonexistent/x")
+    line = _cli_error(capsys, "train", *KILL_ARGS, "--latent-dim", "8192", "--out", str(tmp_path / "x"))
     ds = data.load_dataset(data.DEMO_PATH, 40)
     big = model.ModelConfig(len(ds.input_vocab), len(ds.target_vocab), 8192)
     need = resources.training_bytes(resources.count_params(big), len(ds.target_vocab), 8192, 8,
                                     ds.max_encoder_seq_length, ds.max_decoder_seq_length)
     assert f"needs at least {sum(need.values()) / 1e9:.1f} GB (parameters {need['parameters'] / 1e9:.1f} GB" in line
     assert line.endswith("but this machine has 1.0 GB; lower --latent-dim (or --batch-size)")
+    assert not (tmp_path / "x").exists()
 
 
 def test_allocator_out_of_memory_is_one_line(capsys, monkeypatch, tmp_path):
@@ -200,7 +201,10 @@ def test_allocator_out_of_memory_is_one_line(capsys, monkeypatch, tmp_path):
 
 def test_unwritable_out_is_refused_before_training(tmp_path, capsys):
     (tmp_path / "file").write_text("")
-    outs = [tmp_path / "file" / "run"] + ([Path("/proc/minis2s-run")] if Path("/proc/self").exists() else [])
+    outs = [tmp_path / "file" / "run", tmp_path / "file" / "deeper" / "run"]
+    if os.geteuid() != 0:  # root writes through file modes
+        (tmp_path / "locked").mkdir(mode=0o500)
+        outs.append(tmp_path / "locked" / "run")
     for out in outs:
         line = _cli_error(capsys, "train", *KILL_ARGS, "--out", str(out))
         assert line.startswith(f"minis2s train: error: --out {out}: cannot write there (")
@@ -213,6 +217,7 @@ def test_unknown_command_and_no_command(capsys):
     assert "required: command" in _cli_error(capsys)
 
 
+@pytest.mark.slow
 def test_real_process_exit_codes_without_traceback(tmp_path):
     (tmp_path / "notab.txt").write_text("Go.\tVa !\nHi. Salut.\n", encoding="utf-8")
     r = run_cli("train", "--data", str(tmp_path / "notab.txt"), timeout=120)
@@ -264,6 +269,7 @@ def test_file_round_trip(pairs, crlf, bom):
 # --------------------------------------------------------------------------- numerical faults
 
 
+@pytest.mark.slow  # trains
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["train", *KILL_ARGS, "--epochs", "2", "--out", str(out)]) == 0
@@ -306,40 +312,20 @@ _WITH_SIGINT = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.
                 "sys.argv[0] = 'minis2s'; runpy.run_module('minis2s.cli', run_name='__main__')")
 
 
-def _start(out: Path, env: dict, sigint: bool = False) -> subprocess.Popen:
-    """``minis2s train``: resume when a checkpoint exists, else start, as a user would."""
+def _start(children, out: Path, env: dict, sigint: bool = False):
+    """``minis2s train``: resume when a checkpoint exists, else start, as a user would
+    (a :class:`tests._children.Child`: reads with timeouts, killed when the test ends)."""
     if run.list_checkpoints(out):
         argv = ["train", "--resume", str(out), "--epochs", str(KILL_EPOCHS), "--show", "0"]
     else:
         argv = ["train", *KILL_ARGS, "--epochs", str(KILL_EPOCHS), "--out", str(out)]
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     # Ctrl-C: a shell running the tests in the background ignores SIGINT, and Python then installs
     # no KeyboardInterrupt handler; install it in the child (no preexec_fn: a fork after JAX started)
     command = ["-c", _WITH_SIGINT] if sigint else ["-m", "minis2s.cli"]
-    return subprocess.Popen([sys.executable, *command, *argv], cwd=ROOT, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
-    t0 = time.monotonic()
-    while not path.exists():
-        assert proc.poll() is None, proc.communicate()[0]
-        assert time.monotonic() - t0 < timeout
-        time.sleep(0.01)
-
-
-def _wait_until(condition, proc: subprocess.Popen, timeout: float = 120) -> None:
-    t0 = time.monotonic()
-    while not condition():
-        assert proc.poll() is None, proc.communicate()[0]
-        assert time.monotonic() - t0 < timeout
-        time.sleep(0.01)
-
-
-def _kill(proc: subprocess.Popen) -> str:
-    proc.send_signal(signal.SIGKILL)
-    out, _ = proc.communicate()
-    return out
+    # A compilation cache of their own: JAX writes cache entries in place, and a child killed in
+    # the middle of one would leave a truncated entry in the suite's cache for good.
+    cache = {"JAX_COMPILATION_CACHE_DIR": str(out.parent / "jax-cache")}
+    return children([sys.executable, *command, *argv], cwd=ROOT, env=child_env(**cache, **env))
 
 
 def _complete_checkpoints_verify(out: Path) -> int:
@@ -350,54 +336,56 @@ def _complete_checkpoints_verify(out: Path) -> int:
     return found[-1][0] if found else 0
 
 
-def test_sigkill_at_random_moments_then_resume(tmp_path):
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume(tmp_path, children):
     out = tmp_path / "run"
-    cache = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
-             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     marker = tmp_path / "saving"
-    pause = {**cache, checkpoint.SAVE_PAUSE_ENV: f"{marker}:0.5"}
+    # Every save touches the marker once its arrays are written, then pauses before its manifest.
+    # A kill meant to land inside a save waits for the marker, then at most 0.25 s (seeded), inside
+    # a pause of 3 s: even on a loaded machine the kill lands in the pause, long before it ends.
+    pause = {checkpoint.SAVE_PAUSE_ENV: f"{marker}:3"}
 
     # 1. killed during the very first save: arrays written, manifest not, nothing renamed
-    p = _start(out, pause)
-    _wait_for(marker, p)
-    _kill(p)
+    p = _start(children, out, pause)
+    p.wait_for_file(marker)
+    p.kill()
     assert _complete_checkpoints_verify(out) == 0
     leftovers = list(out.glob(".tmp-epoch-0001.*"))
     assert leftovers and not (leftovers[0] / "manifest.json").exists()
 
     # 2. killed during the second save of a fresh start: epoch 1 survives, epoch 2 never appears
     marker.unlink()
-    p = _start(out, pause)
-    _wait_for(marker, p)
+    p = _start(children, out, pause)
+    p.wait_for_file(marker)
     marker.unlink()
-    _wait_for(marker, p)
-    _kill(p)
+    p.wait_for_file(marker)
+    p.kill()
     assert _complete_checkpoints_verify(out) == 1
+    assert list(out.glob(".tmp-epoch-0002.*"))
 
     # 3-4. Each restart resumes from the newest complete checkpoint and must get further
-    # (a new checkpoint appears) before it is killed again; every save pauses 0.3 s.
-    # Round 3 is killed at a random moment inside the next save (after its marker appears),
-    # round 4 at a random moment of training or saving.
+    # (a new checkpoint appears) before it is killed again; every save pauses 0.3 s, except
+    # the save round 3 is killed in. Round 3 is killed at a random moment inside the next save
+    # (after its marker appears), round 4 at a random moment of training or saving.
     rng = random.Random(6)
-    slow_saves = {**cache, checkpoint.SAVE_PAUSE_ENV: f"{marker}:0.3"}
+    slow_saves = {checkpoint.SAVE_PAUSE_ENV: f"{marker}:0.3"}
     for inside_a_save in (True, False):
         before = _complete_checkpoints_verify(out)
-        p = _start(out, slow_saves)
-        head = ""
-        while "Max sequence length for outputs" not in head:
-            line = p.stdout.readline()
-            assert line, head
-            head += line
+        p = _start(children, out, slow_saves)
+        head = p.wait_for_output("Max sequence length for outputs")
         assert f"from epoch-{before:04d}: {before} of {KILL_EPOCHS} epochs done" in head
-        _wait_until(lambda: run.list_checkpoints(out)[-1][0] > before, p)  # this resume advanced
-        if inside_a_save:
+        p.wait_until(lambda: run.list_checkpoints(out)[-1][0] > before)  # this resume advanced
+        if inside_a_save:  # kill this run; resume the next with a long pause and kill inside it
+            p.kill()
+            assert _complete_checkpoints_verify(out) < KILL_EPOCHS
             marker.unlink(missing_ok=True)
-            _wait_for(marker, p)  # the next save has written its arrays, not yet its manifest
+            p = _start(children, out, pause)
+            p.wait_for_file(marker)  # the next save has written its arrays, not yet its manifest
             time.sleep(rng.uniform(0.0, 0.25))
         else:
             time.sleep(rng.uniform(0.0, 0.6))
-        assert p.poll() is None, "the run finished before it was killed"
-        _kill(p)
+        assert p.returncode is None, "the run finished before it was killed"
+        p.kill()
         advanced = _complete_checkpoints_verify(out)
         assert advanced > before
         if inside_a_save:  # the kill landed inside the next epoch's save: its half-written folder is left
@@ -406,8 +394,8 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
 
     # finish
     before = _complete_checkpoints_verify(out)
-    p = _start(out, cache)
-    text, _ = p.communicate(timeout=300)
+    p = _start(children, out, {})
+    text = p.finish(timeout=300)
     assert p.returncode == 0, text
     if before:
         assert f"from epoch-{before:04d}" in text
@@ -427,13 +415,14 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
 # --------------------------------------------------------------------------- Ctrl-C and a full disk, through the CLI
 
 
-def test_ctrl_c_keeps_the_last_checkpoint_and_names_the_run(tmp_path):
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_last_checkpoint_and_names_the_run(tmp_path, children):
     out = tmp_path / "run"
     marker = tmp_path / "saving"
-    p = _start(out, {checkpoint.SAVE_PAUSE_ENV: f"{marker}:0.2"}, sigint=True)
-    _wait_until(lambda: len(run.list_checkpoints(out)) > 0, p)
+    p = _start(children, out, {checkpoint.SAVE_PAUSE_ENV: f"{marker}:0.2"}, sigint=True)
+    p.wait_until(lambda: len(run.list_checkpoints(out)) > 0)
     p.send_signal(signal.SIGINT)
-    text, _ = p.communicate(timeout=60)
+    text = p.finish(timeout=60)
     assert p.returncode == 130, text
     assert text.strip().splitlines()[-1] == (
         f"interrupted; the last complete checkpoint is kept: continue with minis2s train --resume {out}")
@@ -458,9 +447,10 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_full_disk_exits_1_and_keeps_older_checkpoints(tmp_path):
     out = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env()
     r = subprocess.run([sys.executable, "-c", _DISK_FULL, "train", *KILL_ARGS, "--epochs", "4", "--out", str(out)],
                        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert r.returncode == 1, r.stderr

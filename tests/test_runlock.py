@@ -88,6 +88,7 @@ def test_without_os_locking_a_live_pid_is_refused(tmp_path, no_os_locking):
         pass
 
 
+@pytest.mark.slow
 def test_two_trainings_on_one_directory(tmp_path, capsys):
     """A second ``train`` or ``--resume`` on a directory a running ``train`` holds is refused
     with one line naming the holder; readers still read; after the holder is killed (SIGKILL

@@ -118,6 +118,7 @@ def _fit(ds, **overrides):
     return train.fit(config, ds, log=None)
 
 
+@pytest.mark.slow  # trains
 def test_default_training_is_the_teacher_forced_path_bit_for_bit():
     """fit() with the default teacher_forcing=1.0 is exactly the seed's epoch runner over
     model.apply: same shuffles, same compiled update, identical bits."""
@@ -143,6 +144,7 @@ def test_default_training_is_the_teacher_forced_path_bit_for_bit():
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.slow  # trains
 def test_training_with_scheduled_sampling_is_reproducible_and_different():
     ds = _tiny_fit_setup()
     base, _ = _fit(ds)

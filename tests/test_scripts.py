@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -13,6 +15,7 @@ def run_script(name, *args):
                           capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_tutorial_runs_cell_by_cell_as_a_script():
     """scripts/lessons/tutorial.py, shortened to 30 of its 250 epochs.
 
@@ -37,6 +40,7 @@ def test_tutorial_runs_cell_by_cell_as_a_script():
     assert "/211 training and " in r.stdout and "/53 held-out pairs exact" in r.stdout
 
 
+@pytest.mark.slow
 def test_gradcheck_demo_agrees_at_every_step():
     r = run_script("gradcheck_demo.py", "--hidden", "3", "--steps", "4")
     assert r.returncode == 0, r.stderr
@@ -48,6 +52,7 @@ def test_gradcheck_demo_agrees_at_every_step():
     assert "8 leaves, 0 failed" in r.stdout and "all gradients agree" in r.stdout
 
 
+@pytest.mark.slow
 def test_figures_script_draws_every_figure(tmp_path):
     r = run_script("figures.py", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -61,6 +66,6 @@ def test_figures_script_draws_every_figure(tmp_path):
 
 def test_teacher_forcing_table_comes_from_the_data_pipeline():
     """The figure's rows, recomputed by hand: decoder input = "\t" + French, target = French + "\n"."""
-    from scripts.lessons import figures
-
+    from tests.conftest import load_script
+    figures = load_script("lessons/figures")
     assert figures.teacher_forcing_rows() == ("Go.", "\tVa !", "Va !\n")

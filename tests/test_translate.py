@@ -173,6 +173,7 @@ def test_checkpoint_whose_arrays_do_not_fit_its_vocabularies(tmp_path):
     assert len(err.strip().splitlines()) == 1 and "shape" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_subprocess_end_to_end(ckpt, trained, tmp_path):
     r = run_cli("translate", ckpt, input="Go.\nRun!\n")
     assert r.returncode == 0, r.stderr

@@ -16,13 +16,14 @@ import pytest
 from tests import reference
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # runs scripts/worked_example.py
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = tmp_path_factory.mktemp("worked_example") / "worked_example.json"
-    script = ROOT / "scripts" / "lessons" / "worked_example.py"
-    r = subprocess.run([sys.executable, str(script), "--json", str(out)],
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "lessons" / "worked_example.py"), "--json", str(out)],
                        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     return r.stdout, json.loads(out.read_text())
