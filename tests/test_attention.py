@@ -221,6 +221,7 @@ def test_decode_steps_reproduce_teacher_forcing_and_show_the_weights(luong_setup
             assert np.all(a[b, n:] == 0.0) and np.all(a[b, :n] > 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [[], ["--attention-scale"], ["--cell", "gru"]])
 def test_cli_gradcheck_passes_for_luong(capsys, options):
     assert cli.main(["gradcheck", "--model", "luong", "--latent-dim", "4", "--entries", "8", *options]) == 0

@@ -126,6 +126,7 @@ def test_rematerialised_backward_equals_the_stored_one(path):
         np.testing.assert_allclose(remat, stored, rtol=1e-12, atol=1e-15, err_msg=jax.tree_util.keystr(path_))
 
 
+@pytest.mark.slow
 def test_cli_gradcheck_passes_for_bahdanau(capsys):
     assert cli.main(["gradcheck", "--model", "bahdanau", "--latent-dim", "4", "--entries", "2", "--directions", "1"]) == 0
     out = capsys.readouterr().out

@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 
+import pytest
+
 from minis2s.run import latest_checkpoint
 from minis2s.trained import load_trained
 from tests._cli import run
+
+pytestmark = pytest.mark.slow  # every test here trains through the CLI
 
 
 def test_train_resume_translate_evaluate(tmp_path, two_column_file):

@@ -80,6 +80,7 @@ def tiny_dataset():
 # --------------------------------------------------------------------------- a new cell
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", list(models.MODELS))
 def test_a_registered_toy_cell_trains_every_model(toy, model):
     ds = tiny_dataset()
@@ -146,6 +147,7 @@ def test_config_for_reads_a_config_or_a_manifest_dict():
 # --------------------------------------------------------------------------- the compiled step cache
 
 
+@pytest.mark.slow
 def test_fits_differing_only_in_epochs_seed_or_ratio_share_the_compiled_step():
     ds = tiny_dataset()
     base = train.Config(num_samples=None, batch_size=4, epochs=1, latent_dim=3, learning_rate=3e-3,

@@ -117,6 +117,7 @@ def test_num_samples_all_trains_on_every_pair(tmp_path):
     assert trained_mod.load_trained(tmp_path / "run").config.num_samples is None  # recorded as 'all'
 
 
+@pytest.mark.slow
 def test_evaluate_num_samples_all_reads_every_pair(tmp_path):
     params, ds, config, _ = tiny_model()
     ckpt = trained_mod.save_trained(tmp_path / "ckpt", params, dataclasses.replace(config, num_samples=100), ds)

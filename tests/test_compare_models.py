@@ -4,6 +4,7 @@ import json
 import sys
 
 import numpy as np
+import pytest
 
 from minis2s import checkpoint, data, run, train
 from minis2s.config import Config
@@ -22,6 +23,7 @@ def test_parse_run_converts_each_field_to_its_config_type():
     assert cm.parse_run("seed") == ("seed", {})
 
 
+@pytest.mark.slow
 def test_score_every_trains_in_resumed_segments_equal_to_one_run(two_column_file, tmp_path, monkeypatch, capsys):
     cm = _compare_models()
     out = tmp_path / "cmp"

@@ -119,6 +119,7 @@ def test_evaluate_validation_split(ckpt, tmp_path):
     assert [d for _, d in demo] == [h.text for h in hyps]
 
 
+@pytest.mark.slow
 def test_evaluate_train_split_with_beam_and_default_tsv(ckpt):
     rc, out, err = run(["evaluate", ckpt, "--data", str(DEMO_PATH), "--split", "train", "--beam", "2",
                         "--limit", "30", "--show", "0"])
@@ -132,6 +133,7 @@ def test_evaluate_train_split_with_beam_and_default_tsv(ckpt):
     assert 0.1 < scores["char_accuracy"] < 1  # the tiny model has learned something, not everything
 
 
+@pytest.mark.slow
 def test_evaluate_on_other_data_fails_or_leaves_unfit_sentences_out(ckpt, tmp_path):
     data = tmp_path / "other.txt"
     data.write_text("Go.\tVa !\nWho?\tQui ?\nÇa va?\tÇa va ?\nHi.\tSalut.\nRun!\tCours !\n", encoding="utf-8")

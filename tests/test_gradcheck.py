@@ -256,6 +256,7 @@ def test_model_loss_gradient_every_leaf_every_entry(tiny_problem):
     print(f"\nmodel loss gradcheck: max abs err {report.max_abs_err:.2e}, max rel err {report.max_rel_err:.2e}")
 
 
+@pytest.mark.slow
 def test_cli_gradcheck(capsys):
     assert cli.main(["gradcheck", "--latent-dim", "4", "--seed", "1"]) == 0
     out = capsys.readouterr().out

@@ -24,6 +24,7 @@ def demo():
     return ds, train.split_train_val(len(ds), 0.2)
 
 
+@pytest.mark.slow
 def test_state_gradients_match_finite_differences(demo):
     ds, _ = demo
     config = model.ModelConfig(len(ds.input_vocab), len(ds.target_vocab), 3)
@@ -95,6 +96,7 @@ def bptt_state_gradients(p64, enc_tokens, dec_tokens, tgt_tokens):
     return grads
 
 
+@pytest.mark.slow
 def test_initialisation_ratios_quoted_in_math_md(demo):
     """The ratios of math.md section 8, from the float64 hand-written backpropagation oracle;
     the script's per-step norms agree with it."""

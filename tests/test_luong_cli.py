@@ -19,6 +19,8 @@ from minis2s.plot import PlotError, plot_attention
 
 from tests.conftest import require_module
 
+pytestmark = pytest.mark.slow  # every test here trains through the CLI
+
 ARGS = ["--model", "luong", "--data", str(data.DEMO_PATH), "--num-samples", "40", "--batch-size", "8", "--latent-dim", "8",
         "--learning-rate", "0.02", "--show", "1"]
 SENTENCES = ["Go.", "Help me.", "I see."]

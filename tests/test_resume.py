@@ -62,6 +62,7 @@ def test_two_plus_two_epochs_equal_four(ds, tmp_path, four_epochs):
     assert json.loads((out / "history.json").read_text())["loss"] == history4["loss"]
 
 
+@pytest.mark.slow
 def test_cli_resume_continues_exactly(tmp_path, four_epochs, capsys):
     params4, history4, _ = four_epochs
     out = tmp_path / "run"
@@ -80,6 +81,7 @@ def test_cli_resume_continues_exactly(tmp_path, four_epochs, capsys):
     assert "Nothing to do: the run already has 4 epochs" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cli_resume_refuses_changed_settings_and_data(tmp_path, four_epochs, capsys):
     _, _, out = four_epochs
     assert cli.main(["train", "--resume", str(out), "--latent-dim", "16"]) == 2
@@ -177,6 +179,7 @@ def test_checkpoint_every(ds, tmp_path):
     assert saved == sorted(set(improved) | {3, 6, 7})
 
 
+@pytest.mark.slow
 def test_resume_and_translate_pass_over_a_damaged_newest_checkpoint(ds, tmp_path, four_epochs, capsys):
     """A flipped byte in the newest checkpoint of a run: ``--resume RUN`` continues from the
     newest good one with a one-line warning naming what it skipped; ``--resume`` of the damaged

@@ -131,6 +131,7 @@ def gru_ckpt(tmp_path_factory):
     return str(trained.save_trained(tmp_path_factory.mktemp("gru") / "ckpt", params, config, ds))
 
 
+@pytest.mark.slow
 def test_translate_sample_cli(gru_ckpt):
     argv = ["translate", gru_ckpt, "Go.", "Hi.", "--sample", "--temperature", "0.7", "--samples", "5", "--seed", "0"]
     rc, out, err = run(argv)
