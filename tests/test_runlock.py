@@ -5,9 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 
@@ -89,33 +87,26 @@ def test_without_os_locking_a_live_pid_is_refused(tmp_path, no_os_locking):
 
 
 @pytest.mark.slow
-def test_two_trainings_on_one_directory(tmp_path, capsys):
+def test_two_trainings_on_one_directory(tmp_path, capsys, children):
     """A second ``train`` or ``--resume`` on a directory a running ``train`` holds is refused
     with one line naming the holder; readers still read; after the holder is killed (SIGKILL
     leaves its lock file behind) the run resumes."""
     run = tmp_path / "run"
     marker = tmp_path / "saving"
     env = {**os.environ, "PYTHONPATH": str(ROOT), checkpoint.SAVE_PAUSE_ENV: f"{marker}:0.3"}
-    first = subprocess.Popen([sys.executable, "-m", "minis2s.cli", "train", *ARGS, "--epochs", "40", "--out", str(run)],
-                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        t0 = time.monotonic()
-        while not list_checkpoints(run):
-            assert first.poll() is None, first.communicate()[1]
-            assert time.monotonic() - t0 < 120
-            time.sleep(0.05)
-        for argv in (["train", *ARGS, "--epochs", "2", "--out", str(run)], ["train", "--resume", str(run), "--show", "0"]):
-            assert cli.main(argv) == 2
-            err = capsys.readouterr().err.strip().splitlines()
-            assert len(err) == 1 and err[0].startswith(f"minis2s train: error: {run} is in use by another training "
-                                                       f"run (process {first.pid} on "), err
-        assert load_trained(run).epoch >= 1  # reading needs no lock
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-    finally:
-        first.kill()
-        first.communicate()
-    assert runlock.read_holder(run)["pid"] == first.pid  # the dead holder's file is still there
+    # a child of the children fixture: its output is read by a thread, every wait has a
+    # timeout, and its process group is killed when the test ends, however it ends
+    first = children([sys.executable, "-m", "minis2s.cli", "train", *ARGS, "--epochs", "40", "--out", str(run)],
+                     env=env, cwd=ROOT)
+    first.wait_until(lambda: bool(list_checkpoints(run)), timeout=120)
+    for argv in (["train", *ARGS, "--epochs", "2", "--out", str(run)], ["train", "--resume", str(run), "--show", "0"]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"minis2s train: error: {run} is in use by another training "
+                                                   f"run (process {first.proc.pid} on "), err
+    assert load_trained(run).epoch >= 1  # reading needs no lock
+    first.kill()  # SIGKILL: the lock file stays behind
+    assert runlock.read_holder(run)["pid"] == first.proc.pid  # the dead holder's file is still there
     done = list_checkpoints(run)[-1][0]
     assert cli.main(["train", "--resume", str(run), "--epochs", str(done + 1), "--show", "0"]) == 0
     assert list_checkpoints(run)[-1][0] == done + 1
