@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from minis2s import data, losses, lstm, model, train
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require_module
 
 MATH = (ROOT / "docs" / "math.md").read_text(encoding="utf-8")
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -336,7 +336,7 @@ def adam_first_step_optax(dw: float, lr=1e-3, beta_1=0.9, beta_2=0.999, eps=1e-8
 
 def test_adam_first_step_is_about_eta_only_for_large_gradients():
     """Section 10, exercise 3: the libraries themselves against the formulas, at |dw| = 1e-5."""
-    import keras
+    keras = require_module("keras")
     import optax
 
     dw = 1e-5
