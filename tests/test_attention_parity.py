@@ -179,6 +179,7 @@ def test_gradients_of_every_weight_match(keras_model, config, params0, batch):
             assert relative(grads[role][name], k_grads[role][name], f"gradient {role}/{name}") < RTOL, (role, name)
 
 
+@pytest.mark.slow  # a training: the slow tier
 def test_rmsprop_steps_match(keras_model, config, params0, batch):
     load_into_keras(keras_model, params0)
     model = models.build(config)
@@ -244,6 +245,7 @@ def test_keras_initialised_and_saved_models_convert(keras_model, config, batch, 
                 np.testing.assert_array_equal(loaded[role][n], converted[role][n], err_msg=f"{name} {role}/{n}")
 
 
+@pytest.mark.slow  # the scaled variant; the unscaled parity stays fast
 def test_use_scale_matches_and_converts(ds, batch, tmp_path):
     """``--attention-scale``: Keras ``Attention(use_scale=True)``'s learnt ``g``, set to 1.7."""
     config = models.ModelConfig(len(ds.input_vocab), len(ds.target_vocab), LATENT, "luong", attention_scale=True)

@@ -127,6 +127,7 @@ def test_model_loss_and_grads_match(B, t_enc, t_dec):
     _assert_trees_close(results["bptt"], results["autodiff"], 1e-5)
 
 
+@pytest.mark.slow  # a training: the slow tier
 def test_training_steps_give_same_params():
     cfg = model.ModelConfig(num_encoder_tokens=8, num_decoder_tokens=10, latent_dim=8)
     params0 = model.init_params(jax.random.PRNGKey(0), cfg)
@@ -146,6 +147,7 @@ def test_training_steps_give_same_params():
     assert moved > 1e-3  # the steps really trained
 
 
+@pytest.mark.slow  # a training: the slow tier
 def test_epoch_runner_equals_step_loop(tiny_pairs):
     """make_train_epoch (a lax.scan over batches) == the jitted step called per batch."""
     from minis2s import data

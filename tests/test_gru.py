@@ -13,6 +13,8 @@ from minis2s.models import ModelConfig
 from tests import reference as ref
 
 # (batch, time, input dim, units, token inputs?): batch 1 and length 1; tokens and floats.
+from tests.conftest import split_tiers
+
 SHAPES = [(1, 1, 5, 3, True), (4, 5, 9, 6, True), (2, 6, 3, 5, False)]
 
 
@@ -56,7 +58,7 @@ def _onehot(x, D):
     return np.eye(D)[x] if x.ndim == 2 else x.astype(np.float64)
 
 
-@pytest.mark.parametrize("B,T,D,H,tokens", SHAPES)
+@pytest.mark.parametrize("B,T,D,H,tokens", split_tiers(SHAPES, fast=(1,)))
 def test_layers_match_numpy_reference_float64(B, T, D, H, tokens):
     with jax.enable_x64(True):
         params, x, h0, _ = _problem(jax.random.PRNGKey(B + 10 * T), B, T, D, H, tokens, jnp.float64)
@@ -72,7 +74,7 @@ def test_layers_match_numpy_reference_float64(B, T, D, H, tokens):
         np.testing.assert_allclose(hs, ref.gru_layer(_onehot(x, D), p["kernel"], p["recurrent_kernel"], p["bias"])[0], atol=1e-12)
 
 
-@pytest.mark.parametrize("B,T,D,H,tokens", SHAPES)
+@pytest.mark.parametrize("B,T,D,H,tokens", split_tiers(SHAPES, fast=(1, 2)))
 def test_hand_derived_backward_matches_autodiff_float64(B, T, D, H, tokens):
     with jax.enable_x64(True):
         params, x, h0, w = _problem(jax.random.PRNGKey(7 + T + B), B, T, D, H, tokens, jnp.float64)

@@ -304,6 +304,7 @@ def test_initialisation_statistics_match_keras(keras_model, params0):
 # --------------------------------------------------------------------------- three epochs
 
 
+@pytest.mark.slow  # a training: the slow tier
 def test_three_epochs_match_keras_fit(keras_model, params0, ds):
     m, _ = keras_model
     load_into_keras(m, params0)
