@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.conftest import require_module
+from tests.conftest import require_module, split_tiers
 from minis2s import additive, cli, decode, models, train
 from minis2s.gradcheck import assert_grads
 from minis2s.models import bahdanau
@@ -78,7 +78,7 @@ def test_registered_with_keras_like_shapes():
     }
 
 
-@pytest.mark.parametrize("path", ["projected", "plain", "gru"])
+@pytest.mark.parametrize("path", split_tiers(["projected", "plain", "gru"], fast=(0, 2)))
 def test_forward_matches_numpy_float64_reference(path):
     cell = {"projected": None, "plain": PLAIN_LSTM, "gru": models.cells.get("gru")}[path]
     model = make_model(cell=cell)
@@ -111,7 +111,7 @@ def test_gradient_matches_float64_finite_differences_on_every_leaf(cell):
     assert len(report.leaves) == 11 and report.max_rel_err < 1e-7
 
 
-@pytest.mark.parametrize("path", ["projected", "plain"])
+@pytest.mark.parametrize("path", split_tiers(["projected", "plain"], fast=(0,)))
 def test_rematerialised_backward_equals_the_stored_one(path):
     """apply(remat=True), the default, recomputes each step's element-wise work in the
     backward pass; plain autodiff with everything stored is its oracle (float64)."""

@@ -12,6 +12,7 @@ import pytest
 from minis2s import data, decode, models, train, trained
 from minis2s.models import ModelConfig
 from tests._cli import run
+from tests.conftest import split_tiers
 
 
 def tempered(p: np.ndarray, t: float) -> np.ndarray:
@@ -45,7 +46,7 @@ def _random_model(cell: str, v_in=5, v_out=4, h=3, sharpen=3.0, seed=0):
     return m, p
 
 
-@pytest.mark.parametrize("temperature", [0.7, 1.0])
+@pytest.mark.parametrize("temperature", split_tiers([0.7, 1.0], fast=(0,)))
 def test_two_step_samples_follow_the_model_joint_distribution(temperature):
     """(y_1, y_2) drawn by sample_batch against q(y_1) q(y_2 | y_1) computed from decode_step:
     the second draw must be conditioned on the first one fed back."""
@@ -83,7 +84,7 @@ def test_two_step_samples_follow_the_model_joint_distribution(temperature):
     np.testing.assert_array_equal(lengths, np.where(tokens[:, 0] == end, 1, 2))
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", split_tiers(["lstm", "gru"], fast=(0,)))
 def test_temperature_zero_is_greedy(cell):
     model, params = _random_model(cell, v_in=6, v_out=7, h=5, sharpen=1.0, seed=3)
     enc = jax.random.randint(jax.random.PRNGKey(1), (5, 4), 0, 6)
