@@ -191,22 +191,6 @@ def sample_tokens(
     return decode_rows(encoder_tokens, target_vocab, run, batch_size=batch_size, input_lengths=input_lengths)
 
 
-# The text front end moved to minis2s.translate; these names still resolve here (lazily:
-# minis2s.translate imports this module).
-_MOVED_TO_TRANSLATE = {
-    "InputError", "ON_ERROR", "Prepared", "Translation", "check_trained", "describe_char", "model_of",
-    "prepare_inputs", "translate", "translate_samples",
-}
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_TRANSLATE:
-        from . import translate
-
-        return getattr(translate, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "ChunkSearch", "Hypothesis", "beam_batch", "decode_rows", "decode_tokens", "greedy_batch", "greedy_reference",
     "sample_batch", "sample_tokens", "sentence_keys", "tempered_draw",

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from minis2s import alignment, checkpoint, cli, data, decode, models, train
+from minis2s import alignment, checkpoint, cli, data, decode, models, train, translate
 from minis2s.run import HISTORY_FILE, latest_checkpoint
 from minis2s.trained import load_trained, save_trained
 from minis2s.plot import PlotError, plot_attention
@@ -51,7 +51,7 @@ def test_train_and_resume_record_the_model(luong_run):
     assert len(history["val_loss"]) == 2 and all(np.isfinite(history["val_loss"]))
     trained = load_trained(luong_run)
     assert set(trained.params) == {"encoder", "decoder", "combine", "dense"}
-    assert decode.model_of(trained).config.model == "luong"
+    assert translate.model_of(trained).config.model == "luong"
 
 
 def test_translate_evaluate_and_attention_plot(luong_run, tmp_path, capsys):
@@ -97,7 +97,7 @@ def test_attention_plot_pairs_every_sample_with_its_own_sentence(luong_run, tmp_
     assert rc == 0, err
     # the oracle: the library's samples, sentence by sentence
     trained = load_trained(luong_run)
-    samples = decode.translate_samples(trained, SENTENCES, samples=3, temperature=1.0, seed=5)
+    samples = translate.translate_samples(trained, SENTENCES, samples=3, temperature=1.0, seed=5)
     want = [(s, r.hypothesis.chars) for s, rs in zip(SENTENCES, samples) for r in rs]
     assert [(e, c) for e, c, _ in drawn] == want
     assert out.splitlines() == [r.output for rs in samples for r in rs]
@@ -108,11 +108,11 @@ def test_attention_plot_pairs_every_sample_with_its_own_sentence(luong_run, tmp_
 
 def test_plot_weights_are_the_weights_greedy_decoding_used(luong_run):
     trained = load_trained(luong_run)
-    results = decode.translate(trained, SENTENCES)
+    results = translate.translate(trained, SENTENCES)
     pairs = [(r.source, r.hypothesis.chars) for r in results]
     replayed = alignment.attention_weights(trained, pairs)
     # the oracle: the weights greedy_batch records while it decodes, one sentence at a time
-    model = decode.model_of(trained)
+    model = translate.model_of(trained)
     vocab = trained.target_vocab
     width = trained.max_encoder_seq_length  # a bucketed model's inputs are cut to their bucket; padding is masked anyway
     for (english, chars), w in zip(pairs, replayed):

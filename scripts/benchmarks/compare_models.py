@@ -24,7 +24,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from minis2s import data, decode, metrics, train
+from minis2s import data, metrics, train, translate
 from minis2s.run import latest_checkpoint, list_checkpoints
 from minis2s.trained import load_trained
 from minis2s.config import Config
@@ -53,7 +53,7 @@ def parse_run(spec: str) -> tuple[str, dict]:
 
 
 def score_split(trained, inputs: list[str], references: list[str], beam: int) -> dict[str, float]:
-    results = decode.translate(trained, inputs, beam=beam, on_error="skip")
+    results = translate.translate(trained, inputs, beam=beam, on_error="skip")
     kept = [i for i, r in enumerate(results) if r.problem is None]
     s = metrics.score([results[i].output for i in kept], [references[i] for i in kept])
     return {"exact_match": s["exact_match"], "chrf": 100 * s["chrf"]}
