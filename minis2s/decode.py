@@ -26,16 +26,6 @@ from . import search
 from .data import END, START, Vocab
 from .models import Model, Params
 
-# The searches, named here too: callers, docs and tests have long reached them as
-# minis2s.decode.<name>. They are defined in minis2s.search.
-greedy_reference = search.greedy_reference
-greedy_batch = search.greedy_batch
-beam_batch = search.beam_batch
-sample_batch = search.sample_batch
-tempered_draw = search.tempered_draw
-sentence_keys = search.sentence_keys
-
-
 @dataclass(frozen=True)
 class Hypothesis:
     """One decoded sentence.
@@ -184,14 +174,11 @@ def sample_tokens(
 
     def run(rows, x, x_len):
         return search.sample_batch(
-            params, x, sentence_keys(seed, numbers[rows]), jnp.float32(temperature), x_len,
+            params, x, search.sentence_keys(seed, numbers[rows]), jnp.float32(temperature), x_len,
             num_samples=samples, **statics,
         )
 
     return decode_rows(encoder_tokens, target_vocab, run, batch_size=batch_size, input_lengths=input_lengths)
 
 
-__all__ = [
-    "ChunkSearch", "Hypothesis", "beam_batch", "decode_rows", "decode_tokens", "greedy_batch", "greedy_reference",
-    "sample_batch", "sample_tokens", "sentence_keys", "tempered_draw",
-]
+__all__ = ["ChunkSearch", "Hypothesis", "decode_rows", "decode_tokens", "sample_tokens"]

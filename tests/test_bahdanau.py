@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import require_module, split_tiers
-from minis2s import additive, cli, decode, models, train
+from minis2s import additive, cli, models, search, train
 from minis2s.gradcheck import assert_grads
 from minis2s.models import bahdanau
 
@@ -233,7 +233,7 @@ def test_greedy_and_beam_decode_with_attention():
     batch = make_batch(8, lengths=(5, 3, 1))
     enc, lengths = jnp.asarray(batch["encoder_tokens"]), jnp.asarray(batch["encoder_lengths"])
     statics = dict(start_token=1, end_token=2, max_steps=6, model=model)
-    tokens, n_out, logp, extras = decode.greedy_batch(params, enc, lengths, with_extras=True, **statics)
+    tokens, n_out, logp, extras = search.greedy_batch(params, enc, lengths, with_extras=True, **statics)
     att = np.asarray(extras["attention"])  # (B, steps, Te)
     assert att.shape == (3, 6, 5)
     assert np.all(att[1, :, 3:] == 0) and np.all(att[2, :, 1:] == 0)

@@ -27,7 +27,7 @@ ROWS = list(range(0, 140, 4))
 
 def reference_strings(model, params, ds, rows):
     return [
-        decode.greedy_reference(params, ds.encoder_tokens[i], ds.target_vocab, ds.max_decoder_seq_length, model)
+        search.greedy_reference(params, ds.encoder_tokens[i], ds.target_vocab, ds.max_decoder_seq_length, model)
         for i in rows
     ]
 
@@ -101,8 +101,8 @@ def test_beam_width_1_is_greedy(tiny):
     x = ds.encoder_tokens[ROWS]
     statics = dict(start_token=ds.target_vocab.index[START], end_token=ds.target_vocab.index[END],
                    max_steps=ds.max_decoder_seq_length + 1, model=model)
-    tok_g, len_g, lp_g = decode.greedy_batch(params, jnp.asarray(x), **statics)
-    tok_b, len_b, lp_b = decode.beam_batch(params, jnp.asarray(x), 0.0, beam_width=1, **statics)
+    tok_g, len_g, lp_g = search.greedy_batch(params, jnp.asarray(x), **statics)
+    tok_b, len_b, lp_b = search.beam_batch(params, jnp.asarray(x), 0.0, beam_width=1, **statics)
     np.testing.assert_array_equal(tok_b, tok_g)
     np.testing.assert_array_equal(len_b, len_g)
     np.testing.assert_allclose(lp_b, lp_g, atol=1e-4)
@@ -225,10 +225,10 @@ def test_every_decoder_needs_the_model(tiny):
     tv, t_dec = ds.target_vocab, ds.max_decoder_seq_length
     statics = dict(start_token=tv.index[START], end_token=tv.index[END], max_steps=t_dec + 1)
     calls = [
-        lambda: decode.greedy_batch(params, x, **statics),
-        lambda: decode.beam_batch(params, x, 0.0, beam_width=2, **statics),
-        lambda: decode.sample_batch(params, x, decode.sentence_keys(0, np.arange(2)), num_samples=2, **statics),
-        lambda: decode.greedy_reference(params, x[0], tv, t_dec),
+        lambda: search.greedy_batch(params, x, **statics),
+        lambda: search.beam_batch(params, x, 0.0, beam_width=2, **statics),
+        lambda: search.sample_batch(params, x, search.sentence_keys(0, np.arange(2)), num_samples=2, **statics),
+        lambda: search.greedy_reference(params, x[0], tv, t_dec),
         lambda: decode.decode_tokens(params, x, tv, t_dec),
         lambda: decode.sample_tokens(params, x, tv, t_dec, samples=2, temperature=1.0, seed=0),
     ]
@@ -256,11 +256,11 @@ def test_luong_parameters_need_the_luong_model(tiny, cell):
     with pytest.raises(ValueError, match="do not fit the seed"):
         decode.sample_tokens(params, x, tv, t_dec, model=seed, samples=2, temperature=1.0, seed=0)
     with pytest.raises(ValueError, match="do not fit the seed"):
-        decode.greedy_reference(params, x[0], tv, t_dec, seed)
+        search.greedy_reference(params, x[0], tv, t_dec, seed)
     with pytest.raises(ValueError, match=r"do not fit the luong/.* model: missing combine/bias, combine/kernel"):
         decode.decode_tokens(seed.init(jax.random.PRNGKey(0)), x, tv, t_dec, model=luong, beam=2)
     other_cell = models.build(ModelConfig(v_in, v_out, 8, "luong", "gru" if cell == "lstm" else "lstm"))
     with pytest.raises(ValueError, match="has shape"):
         decode.decode_tokens(params, x, tv, t_dec, model=other_cell)
     hyps = decode.decode_tokens(params, x, tv, t_dec, model=luong)
-    assert [h.chars for h in hyps] == [decode.greedy_reference(params, x[i], tv, t_dec, luong) for i in range(3)]
+    assert [h.chars for h in hyps] == [search.greedy_reference(params, x[i], tv, t_dec, luong) for i in range(3)]

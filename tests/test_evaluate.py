@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests._tiny_model import save_tiny_checkpoint, tiny_model
-from minis2s import decode, metrics, models, train
+from minis2s import decode, metrics, models, search, train
 from minis2s import trained as trained_mod
 from minis2s.data import DEMO_PATH
 from tests.conftest import require_module
@@ -104,7 +104,7 @@ def test_evaluate_validation_split(ckpt, tmp_path):
     assert [r[0] for r in rows] == ds.input_texts[112:]
     assert [r[1] for r in rows] == [t[1:-1] for t in ds.target_texts[112:]]
     for i in (0, 13, 27):  # the batched decoder's output is the seed loop's
-        seed = decode.greedy_reference(params, ds.encoder_tokens[112 + i], ds.target_vocab, ds.max_decoder_seq_length,
+        seed = search.greedy_reference(params, ds.encoder_tokens[112 + i], ds.target_vocab, ds.max_decoder_seq_length,
                                        model)
         assert rows[i][2] == seed.removesuffix("\n")
     scores = metrics.score([r[2] for r in rows], [r[1] for r in rows])

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from minis2s import alignment, checkpoint, cli, data, decode, models, train, translate
+from minis2s import alignment, checkpoint, cli, data, models, search, train, translate
 from minis2s.run import HISTORY_FILE, latest_checkpoint
 from minis2s.trained import load_trained, save_trained
 from minis2s.plot import PlotError, plot_attention
@@ -116,7 +116,7 @@ def test_plot_weights_are_the_weights_greedy_decoding_used(luong_run):
     vocab = trained.target_vocab
     width = trained.max_encoder_seq_length  # a bucketed model's inputs are cut to their bucket; padding is masked anyway
     for (english, chars), w in zip(pairs, replayed):
-        tokens, lengths, _, extras = decode.greedy_batch(
+        tokens, lengths, _, extras = search.greedy_batch(
             trained.params, jnp.asarray(trained.input_vocab.encode([english], width)), jnp.array([len(english)]),
             start_token=vocab.index[data.START], end_token=vocab.index[data.END],
             max_steps=trained.max_decoder_seq_length + 1, model=model, with_extras=True,

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from minis2s import data, decode, models, train, trained
+from minis2s import data, decode, models, search, train, trained
 from minis2s.models import ModelConfig
 from tests._cli import run
 from tests.conftest import split_tiers
@@ -31,10 +31,10 @@ def test_tempered_draw_follows_p_to_the_one_over_t():
     n = 40_000
     keys = jax.random.split(jax.random.PRNGKey(0), n)
     for t in (0.7, 1.0, 2.0):
-        draws = np.asarray(jax.jit(jax.vmap(lambda k: decode.tempered_draw(k, p, t)[0]))(keys))
+        draws = np.asarray(jax.jit(jax.vmap(lambda k: search.tempered_draw(k, p, t)[0]))(keys))
         assert_frequencies(np.bincount(draws, minlength=4), tempered(p[0], t), n)
     # T = 0 is the argmax, whatever the key.
-    assert set(np.asarray(jax.vmap(lambda k: decode.tempered_draw(k, p, 0.0)[0])(keys[:100])).tolist()) == {0}
+    assert set(np.asarray(jax.vmap(lambda k: search.tempered_draw(k, p, 0.0)[0])(keys[:100])).tolist()) == {0}
 
 
 def _random_model(cell: str, v_in=5, v_out=4, h=3, sharpen=3.0, seed=0):
@@ -53,8 +53,8 @@ def test_two_step_samples_follow_the_model_joint_distribution(temperature):
     model, params = _random_model("gru")
     start, end, n = 0, 3, 20_000
     enc = jnp.asarray([[1, 4, 2]], jnp.int32)
-    tokens, lengths, logprob = decode.sample_batch(
-        params, enc, decode.sentence_keys(0, np.array([0])), temperature,
+    tokens, lengths, logprob = search.sample_batch(
+        params, enc, search.sentence_keys(0, np.array([0])), temperature,
         num_samples=n, start_token=start, end_token=end, max_steps=2, model=model,
     )
     tokens, lengths, logprob = np.asarray(tokens[0]), np.asarray(lengths[0]), np.asarray(logprob[0])
@@ -89,9 +89,9 @@ def test_temperature_zero_is_greedy(cell):
     model, params = _random_model(cell, v_in=6, v_out=7, h=5, sharpen=1.0, seed=3)
     enc = jax.random.randint(jax.random.PRNGKey(1), (5, 4), 0, 6)
     statics = dict(start_token=0, end_token=6, max_steps=9, model=model)
-    g_tokens, g_lengths, g_logprob = decode.greedy_batch(params, enc, **statics)
-    tokens, lengths, logprob = decode.sample_batch(
-        params, enc, decode.sentence_keys(0, np.arange(5)), 0.0, num_samples=3, **statics
+    g_tokens, g_lengths, g_logprob = search.greedy_batch(params, enc, **statics)
+    tokens, lengths, logprob = search.sample_batch(
+        params, enc, search.sentence_keys(0, np.arange(5)), 0.0, num_samples=3, **statics
     )
     for s in range(3):
         np.testing.assert_array_equal(tokens[:, s], g_tokens)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from minis2s import batching, decode, losses, models, scheduled
+from minis2s import batching, losses, models, scheduled, search
 from minis2s.gradcheck import assert_grads
 from minis2s.models import Model, ModelConfig
 
@@ -36,12 +36,12 @@ def test_ratio_one_is_teacher_forcing(cell):
 
 def test_ratio_zero_feeds_the_greedy_prediction():
     """With ratio 0 the decoder reads its own argmax from step 1 on: the argmax of each
-    step's output is the character greedy decoding (decode.greedy_batch) emits there."""
+    step's output is the character greedy decoding (search.greedy_batch) emits there."""
     model, params, batch = _problem("lstm", b=5, t_dec=8, seed=3)
     start = batch["decoder_tokens"][:, 0]
     batch["decoder_tokens"][:, 0] = start[0]  # greedy starts every row from one start token
     probs = scheduled.apply(model, params, batch, jax.random.PRNGKey(2), 0.0)
-    tokens, _, _ = decode.greedy_batch(
+    tokens, _, _ = search.greedy_batch(
         params, batch["encoder_tokens"], start_token=int(start[0]), end_token=-1, max_steps=8, model=model
     )
     np.testing.assert_array_equal(np.argmax(probs, axis=-1), tokens)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tests._decode_reference import beam_with_greedy_reference
 from tests._tiny_model import save_tiny_checkpoint, tiny_model
 from tests.conftest import run_cli
-from minis2s import decode
+from minis2s import search
 from minis2s import translate as tr
 from minis2s.trained import load_trained, save_trained
 from minis2s.model import ModelConfig, init_params
@@ -33,7 +33,7 @@ def trained(ckpt):
 def seed_loop(trained, text: str) -> str:
     """The seed's per-sentence decoding of ``text``, end token removed."""
     tokens = trained.input_vocab.encode([text], trained.max_encoder_seq_length)[0]
-    return decode.greedy_reference(
+    return search.greedy_reference(
         trained.params, tokens, trained.target_vocab, trained.max_decoder_seq_length, tr.model_of(trained)
     ).removesuffix("\n")
 

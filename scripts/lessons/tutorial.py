@@ -33,7 +33,8 @@ import numpy as np
 import optax
 
 from minis2s import bptt, data, losses, model, models
-from minis2s.decode import decode_tokens, greedy_reference
+from minis2s.decode import decode_tokens
+from minis2s.search import greedy_reference
 from minis2s.gradcheck import check_grads
 
 parser = argparse.ArgumentParser(description="the minis2s tutorial")
