@@ -45,7 +45,7 @@ def rebuild_split(trained, data: str | None, num_samples: int | None, split: str
     to read (``None``: all); with the checkpoint's own count the texts must be the ones it
     trained on. ``limit`` keeps the first sentences of the split.
     """
-    from .train import split_train_val
+    from .batching import split_train_val
 
     config = trained.config
     path = rebuild.data_path(trained.manifest, data, trained.path)

@@ -18,9 +18,9 @@ def refuse_existing_run(out: Path) -> None:
 
 
 def check_split(n: int, validation_split: float, batch_size: int) -> int:
-    """Where validation starts (:func:`minis2s.train.split_train_val`); refuse an empty side
+    """Where validation starts (:func:`minis2s.batching.split_train_val`); refuse an empty side
     or a ``batch_size`` larger than the training split."""
-    from .train import split_train_val
+    from .batching import split_train_val
 
     split_at = split_train_val(n, validation_split)
     if split_at == 0 or split_at == n:

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, checkpoint.CheckpointError, ValueError) as e:
         print(f"minis2s {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except FloatingPointError as e:  # train.NonFiniteLoss: the message says where and what is kept
+    except FloatingPointError as e:  # callbacks.NonFiniteLoss: the message says where and what is kept
         print(f"minis2s {args.command}: error: {e}", file=sys.stderr)
         return 3
     except OSError as e:  # disk full, permissions: name the path, no traceback

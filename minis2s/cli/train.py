@@ -136,8 +136,8 @@ def run(args) -> int:
 def _run(args, held: contextlib.ExitStack) -> int:
     from .. import data as data_mod
     from .. import parallel
-    from ..config import Config
-    from ..train import model_config, split_train_val
+    from ..batching import split_train_val
+    from ..config import Config, model_config
 
     start_distributed(args)
     mesh = parallel.make_mesh(args.devices)
