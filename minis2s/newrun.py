@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from . import run
+from .batching import split_train_val
 
 
 def refuse_existing_run(out: Path) -> None:
@@ -20,8 +21,6 @@ def refuse_existing_run(out: Path) -> None:
 def check_split(n: int, validation_split: float, batch_size: int) -> int:
     """Where validation starts (:func:`minis2s.batching.split_train_val`); refuse an empty side
     or a ``batch_size`` larger than the training split."""
-    from .batching import split_train_val
-
     split_at = split_train_val(n, validation_split)
     if split_at == 0 or split_at == n:
         raise ValueError(

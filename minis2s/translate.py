@@ -22,6 +22,7 @@ from typing import Sequence
 
 from . import models
 from .bucketing import encoder_pad_width
+from .checkpoint import CheckpointError
 from .data import END, PAD, START, Vocab
 from .decode import Hypothesis, decode_tokens, sample_tokens
 from .models import Model, ModelConfig
@@ -43,8 +44,6 @@ def check_trained(trained, where: str = "checkpoint") -> None:
     Decoding such a model would fail deep inside JAX (or index out of range silently), so
     say here which array is wrong. Raises :class:`minis2s.checkpoint.CheckpointError`.
     """
-    from .checkpoint import CheckpointError
-
     p = trained.params
     v_in, v_out = len(trained.input_vocab), len(trained.target_vocab)
     try:
