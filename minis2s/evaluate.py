@@ -3,8 +3,8 @@ accuracy, chrF and BLEU (:mod:`minis2s.metrics`), against each line's own refere
 against every reference of its source, and a TSV of every sentence.
 
 The split is rebuilt as training built it: the checkpoint's ``num_samples`` pairs of the
-file it records (checked against its SHA-256, :mod:`minis2s.rebuild`), cut at
-``validation_split`` as Keras cuts it. Data that does not fit the checkpoint is an error,
+file it records (checked against its SHA-256, :mod:`minis2s.rebuild`), cut as its config
+says (:mod:`minis2s.splits`: Keras' last ``validation_split``, or by source with a test side). Data that does not fit the checkpoint is an error,
 not a score of 0: a different file, or sentences with characters or lengths the model
 never saw (unless ``on_error="skip"`` leaves them out of the scores).
 
@@ -27,8 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import data as data_mod, metrics, rebuild
-from .batching import split_train_val
+from . import data as data_mod, metrics, rebuild, splits
 
 SPLITS = ("val", "train", "test")
 SPLIT_NAMES = {"val": "validation", "train": "training", "test": "test"}
@@ -68,24 +67,16 @@ class Split:
 
 
 def split_lines(config, inputs: list[str], split: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """``(lines of split, training lines)`` as the run that ``config`` describes cut ``inputs``:
-    Keras' last ``validation_split`` (the seed's) or, for ``config.split == "source"``, the
-    source-disjoint split of :func:`minis2s.splits.source_split`."""
-    n = len(inputs)
-    how = getattr(config, "split", "keras")  # configs written before the field: the Keras split
-    if how == "keras":
-        if split == "test":
-            raise ValueError("--split test: this run holds out no test split (it was trained with the Keras "
-                             "split, the last validation_split for validation); use --split val, or train with "
-                             "--split source")
-        split_at = split_train_val(n, config.validation_split)
-        train, val, test = range(split_at), range(split_at, n), range(0)
-    else:
-        from .splits import source_split
-
-        train, val, test = source_split(inputs, config.test_split, config.validation_split, config.split_seed)
-    chosen = {"train": train, "val": val, "test": test}[split]
-    return tuple(int(i) for i in chosen), tuple(int(i) for i in train)
+    """``(lines of split, training lines)`` as the run that ``config`` describes cut ``inputs``
+    (:func:`minis2s.splits.split_rows`): Keras' last ``validation_split`` (the seed's, no test
+    side) or, for ``config.split == "source"``, the source-disjoint split."""
+    if split == "test" and getattr(config, "split", "keras") == "keras":
+        raise ValueError("--split test: this run holds out no test split (it was trained with the Keras "
+                         "split, the last validation_split for validation); use --split val, or train with "
+                         "--split source")
+    sides = splits.split_rows(config, inputs)
+    chosen = {"train": sides.train, "val": sides.val, "test": sides.test}[split]
+    return tuple(int(i) for i in chosen), tuple(int(i) for i in sides.train)
 
 
 def rebuild_split(trained, data: str | None, num_samples: int | None, split: str = "val",
@@ -112,8 +103,8 @@ def rebuild_split(trained, data: str | None, num_samples: int | None, split: str
     if limit is not None:
         lines = lines[:limit]
     if not lines:
-        raise ValueError(f"the {split} split of {len(inputs)} samples (validation_split={config.validation_split}) "
-                         "is empty")
+        raise ValueError(f"the {split} split of {len(inputs)} samples (split={getattr(config, 'split', 'keras')}, "
+                         f"validation_split={config.validation_split}) is empty")
     return Split(inputs, references, lines, train_lines, source, tuple(notes), split,
                  metrics.references_by_source(inputs, references))
 

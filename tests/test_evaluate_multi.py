@@ -91,3 +91,58 @@ def test_source_scores_by_hand():
     assert split.describe() == "samples 12-14 (3 sentences) of 15"
     split = evaluate.Split(inputs, references, (0, 2, 13), (), "pairs.txt")
     assert split.describe() == "3 sentences (2 distinct sources) of 15"
+
+
+@pytest.mark.parametrize("split", ["test", "val"])
+def test_evaluate_rebuilds_a_source_split(tmp_path, split):
+    """On a run trained with --split source, --split test (and val) score that side's lines,
+    none of whose English sentences training saw, and the demo shows training's first lines."""
+    import dataclasses
+
+    from minis2s import splits
+    from minis2s.data import DEMO_PATH
+    from minis2s.trained import save_trained
+    from tests._tiny_model import tiny_model
+
+    params, ds, config, _ = tiny_model()
+    config = dataclasses.replace(config, split="source", test_split=0.2, validation_split=0.2, split_seed=3)
+    ckpt = save_trained(tmp_path / "ckpt", params, config, ds)
+    tsv = tmp_path / "out.tsv"
+    rc, out, err = run(["evaluate", str(ckpt), "--data", str(DEMO_PATH), "--split", split, "--out", str(tsv),
+                        "--show", "2"])
+    assert rc == 0, err
+    sides = splits.source_split(ds.input_texts, 0.2, 0.2, 3)
+    lines = getattr(sides, split)
+    with open(tsv, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t"))[1:]
+    assert [r[0] for r in rows] == [ds.input_texts[i] for i in lines]
+    chosen = {r[0] for r in rows}
+    assert 0 < len(rows) < len(ds) // 2
+    # every line of those sources, and no training line shares one
+    assert [i for i, s in enumerate(ds.input_texts) if s in chosen] == list(lines)
+    assert not chosen & {ds.input_texts[i] for i in sides.train}
+    name = {"test": "test", "val": "validation"}[split]
+    assert f"on the {name} split: {len(rows)} sentences ({len(chosen)} distinct sources) of 140" in out
+    shown = re.findall(r"Input sentence: (.*)", out)
+    assert shown == [ds.input_texts[i] for i in sides.train[:2]]
+
+
+@pytest.mark.slow
+def test_train_split_source_then_evaluate_split_test(tmp_path):
+    """End to end: the split a run records (train --split source) is the one evaluate rebuilds."""
+    from minis2s import splits
+    from minis2s.data import DEMO_PATH, load_dataset
+
+    out = tmp_path / "run"
+    rc, text, err = run(["train", "--data", str(DEMO_PATH), "--split", "source", "--test-split", "0.25",
+                         "--split-seed", "7", "--latent-dim", "8", "--batch-size", "16", "--epochs", "1", "--show", "0",
+                         "--out", str(out)])
+    assert rc == 0, err
+    tsv = tmp_path / "test.tsv"
+    rc, text, err = run(["evaluate", str(out), "--split", "test", "--show", "0", "--out", str(tsv)])
+    assert rc == 0, err
+    ds = load_dataset(DEMO_PATH, None)
+    test = splits.source_split(ds.input_texts, 0.25, 0.2, 7).test
+    with open(tsv, encoding="utf-8", newline="") as f:
+        assert [r[0] for r in list(csv.reader(f, delimiter="\t"))[1:]] == [ds.input_texts[i] for i in test]
+    assert f"on the test split: {len(test)} sentences" in text
