@@ -96,3 +96,23 @@ def test_multi_reference_scores_of_real_outputs_equal_sacrebleu(corpus, sacreble
     # several references never lower a score, and raise these
     assert metrics.chrf_multi(hyps, refs) > metrics.chrf_multi(hyps, firsts)
     assert metrics.bleu(hyps, refs) > metrics.bleu(hyps, firsts)
+
+
+@pytest.mark.slow
+def test_counts_quoted_in_the_docs(corpus):
+    """docs/inference.md: 167,130 lines, 116,830 distinct English sentences, 33,649 of them with
+    two or more translations (up to 32); the seed's validation split (the last 2,000 of the
+    first 10,000 pairs) has 1,191 distinct sources, 502 with two or more translations."""
+    text, source = data.read_text(SHARED_FRA)
+    inputs, targets = data.parse_pairs(text, None, source)
+    by_set: dict[str, set] = {}
+    for s, t in zip(inputs, targets):
+        by_set.setdefault(s, set()).add(t)
+    counts = np.array([len(r) for r in by_set.values()])
+    assert (len(inputs), len(by_set), int((counts > 1).sum()), int(counts.max())) == (167130, 116830, 33649, 32)
+    first = {}
+    for s, t in zip(inputs[:10000], targets[:10000]):
+        first.setdefault(s, set()).add(t)
+    val = {inputs[i] for i in range(8000, 10000)}
+    assert (len(val), sum(len(first[s]) > 1 for s in val)) == (1191, 502)
+    assert sum(len(first[s]) for s in val) / len(val) == pytest.approx(1.68, abs=0.005)
