@@ -81,8 +81,8 @@ def ckpt(tmp_path_factory):
 def read_tsv(path):
     with open(path, encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f, delimiter="\t"))
-    assert rows[0] == ["source", "reference", "hypothesis"]
-    return rows[1:]
+    assert rows[0] == ["source", "reference", "hypothesis", "references"]  # the seed's three, then all references
+    return [r[:3] for r in rows[1:]]
 
 
 def reported(out: str) -> dict[str, float]:
@@ -172,8 +172,14 @@ def test_evaluate_errors(ckpt, tmp_path):
     assert rc == 2 and "nope" in err and len(err.strip().splitlines()) == 1
     rc, _, err = run(["evaluate", ckpt, "--data", str(tmp_path / "missing.txt")])
     assert rc == 2 and "missing.txt: no such file" in err
-    rc, _, err = run(["evaluate", ckpt, "--data", "demo", "--split", "test"])
+    rc, _, err = run(["evaluate", ckpt, "--data", "demo", "--split", "tset"])
     assert rc == 2 and "invalid choice" in err
+    # a run trained on the Keras split holds out no test split: one line naming the flag
+    rc, out, err = run(["evaluate", ckpt, "--data", str(DEMO_PATH), "--split", "test"])
+    assert rc == 2 and out == ""
+    assert err.strip().splitlines() == [
+        "minis2s evaluate: error: --split test: this run holds out no test split (it was trained with the Keras "
+        "split, the last validation_split for validation); use --split val, or train with --split source"]
 
 
 def test_evaluate_reads_the_data_its_run_recorded(tmp_path):

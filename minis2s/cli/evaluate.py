@@ -10,18 +10,20 @@ from .translate import describe_checkpoint, load
 def add(sub) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="decode a split of the training data and score it (exact match, char accuracy, chrF)",
-        description="Rebuild the dataset as training did (the checkpoint's num_samples and "
-        "validation_split), decode the validation (or training) split in batches, print exact match, "
-        "character accuracy and chrF, write source/reference/hypothesis to a TSV, and print the "
+        help="decode a split of the training data and score it (exact match, char accuracy, chrF, BLEU)",
+        description="Rebuild the dataset as training did (the checkpoint's num_samples, validation_split "
+        "and split), decode the validation (or training, or test) split in batches, print exact match, "
+        "character accuracy, chrF and BLEU against each line's reference and, each distinct source once, "
+        "against all its references, write source/reference/hypothesis/references to a TSV, and print the "
         "seed's demo: the first training sentences decoded.",
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT_DIR",
                    help="a checkpoint (epoch-NNNN), or a run directory: its best checkpoint by val_loss")
     p.add_argument("--data", metavar="PATH", help="fra.txt or fra-eng.zip to read, or 'demo' (default: the file "
                    "the checkpoint records it was trained on, checked against its SHA-256; else the downloaded copy)")
-    p.add_argument("--split", choices=["val", "train"], default="val",
-                   help="the validation split training held out, or the training split (default val)")
+    p.add_argument("--split", choices=["val", "train", "test"], default="val",
+                   help="the validation split training held out, the training split, or the test split of a "
+                   "run trained with --split source (default val)")
     p.add_argument("--num-samples", type=count_or_all, default=None, metavar="N|all",
                    help="pairs to read (default: the checkpoint's; 'all' for the whole file)")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N",
@@ -47,10 +49,8 @@ def run(args) -> int:
         print(f"note: {note}")
     how = "greedy" if args.beam == 1 else f"beam {args.beam}" + (
         f", length alpha {args.length_alpha}" if args.length_alpha else "")
-    name = "validation" if args.split == "val" else "training"
-    print(f"Evaluating {describe_checkpoint(args.checkpoint, trained)} on the {name} split: samples "
-          f"{split.lo}-{split.hi - 1} ({split.hi - split.lo} sentences) of {split.n} from {split.source}, {how}",
-          flush=True)
+    print(f"Evaluating {describe_checkpoint(args.checkpoint, trained)} on the {evaluate.SPLIT_NAMES[args.split]} "
+          f"split: {split.describe()} from {split.source}, {how}", flush=True)
     result = evaluate.evaluate(trained, split, beam=args.beam, length_alpha=args.length_alpha,
                                batch_size=args.batch_size, on_error=args.on_error)
     if result.skipped:
@@ -61,6 +61,8 @@ def run(args) -> int:
     print(f"exact match:    {result.scores['exact_match']:.4f}")
     print(f"char accuracy:  {result.scores['char_accuracy']:.4f}")
     print(f"chrF:           {100 * result.scores['chrf']:.2f}")
+    print(f"BLEU:           {100 * result.scores['bleu']:.2f}")
+    _print_by_source(result)
     out = evaluate.write_tsv(args.out or evaluate.default_tsv(args.checkpoint, args.split, args.beam),
                              split, result.results)
     print(f"Wrote {out}")
@@ -68,13 +70,24 @@ def run(args) -> int:
     return 0
 
 
+def _print_by_source(result) -> None:
+    """The scores of each distinct source once: all its references, and its first line's only."""
+    s = result.scores
+    print(f"Each distinct source once ({result.sources} sources, {result.references / result.sources:.2f} "
+          f"references each on average), all its references | first line's reference only:")
+    print(f"  exact (any reference):  {s['exact_match_multi']:.4f} | {s['exact_match_first']:.4f}")
+    print(f"  chrF, all references:   {100 * s['chrf_multi']:6.2f} | {100 * s['chrf_first']:.2f}")
+    print(f"  BLEU, all references:   {100 * s['bleu_multi']:6.2f} | {100 * s['bleu_first']:.2f}")
+
+
 def _show(trained, split, args) -> None:
     """The seed's demo: the first ``--show`` training sentences, decoded greedily."""
     from .. import translate as text
 
-    n = min(args.show, split.split_at)
+    n = min(args.show, len(split.train_lines))
     if n:
-        for r in text.translate(trained, split.inputs[:n], on_error="skip", batch_size=args.batch_size):
+        texts = [split.inputs[i] for i in split.train_lines[:n]]
+        for r in text.translate(trained, texts, on_error="skip", batch_size=args.batch_size):
             print("-")
             print("Input sentence:", r.source)
             print("Decoded sentence:", r.output if r.problem is None else f"(skipped: {r.problem})")
