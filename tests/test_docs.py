@@ -40,7 +40,7 @@ def test_checker_catches_a_stale_reference():
     assert broken_references("`minis2s/nothing.py: f`") == ["minis2s/nothing.py: f (no such file)"]
 
 
-@pytest.mark.parametrize("doc", ["docs/math.md", "README.md"])
+@pytest.mark.parametrize("doc", ["docs/math.md", "README.md", "docs/inference.md", "docs/performance.md", "docs/scaling.md"])
 def test_every_code_reference_resolves(doc):
     text = (ROOT / doc).read_text()
     refs = REF.findall(text)

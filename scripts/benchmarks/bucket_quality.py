@@ -10,7 +10,8 @@ Variants (all with ``--mask-padding``, so every variant's loss counts real chara
 - ``before``: buckets as minis2s cut them before the fix: batches run in the order of their
               first row in the shuffle, and each batch's loss is its own mean;
 - ``order``:  batches in the order of their middle row, each batch's loss its own mean;
-- ``both``:   ``order`` plus one constant denominator for every batch: ``--bucket`` now.
+- ``both``:   ``order`` plus one constant denominator for every batch: ``--bucket`` now;
+- ``uncut``:  ``order``'s batches (rows of one cell) at the full width, not cut.
 
 The old behaviours are rebuilt here by subclassing :class:`minis2s.bucketing.Batcher` (the
 library keeps only the fixed one). Prints a markdown table; writes ``OUT/results.json``.
@@ -56,8 +57,18 @@ class Before(FirstRowOrder, PerBatchMean):
     pass
 
 
+class Uncut(PerBatchMean):
+    """Bucketed batches (one cell each, middle-row order) left at the full width: batches of
+    like lengths without the cut, to tell the two apart."""
+
+    def __init__(self, data, batch_size, rows=None, bucket=False, mask_padding=False, step=8):
+        super().__init__(data, batch_size, rows, bucket, mask_padding, step)
+        self.enc_width = np.full(len(data), data.max_encoder_seq_length)
+        self.dec_width = np.full(len(data), data.max_decoder_seq_length)
+
+
 VARIANTS = {"none": (False, bucketing.Batcher), "before": (True, Before),
-            "order": (True, PerBatchMean), "both": (True, bucketing.Batcher)}
+            "order": (True, PerBatchMean), "both": (True, bucketing.Batcher), "uncut": (True, Uncut)}
 
 
 def run_variant(name: str, seed: int, ds, args) -> dict:
