@@ -16,6 +16,7 @@ import re
 import jax
 from jax.extend.core import ClosedJaxpr, Jaxpr
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from minis2s import models
@@ -136,3 +137,26 @@ def test_section_17_numbers():
 def test_section_17_ends_with_exercises_and_hints():
     items = re.split(r"^\d+\. ", SECTION.split("**Exercises.**")[1], flags=re.M)[1:]
     assert len(items) >= 3 and all("*Hint:*" in item for item in items)
+
+
+def test_figure_weights_are_what_decoding_saw():
+    """scripts/lessons/transformer_heads.py: the per-head weights of the teacher-forced pass,
+    averaged over the heads, equal the cached decode_step's weights (its ``extra``) step by step;
+    each head's rows sum to 1 over the real English characters."""
+    heads = load_script("lessons/transformer_heads")
+    config = models.ModelConfig(7, 9, model="transformer", layers=2, heads=2, embed_dim=8, ff_dim=12, max_positions=6)
+    model = models.build(config)
+    params = model.init(jax.random.PRNGKey(2))
+    enc = jnp.array([[1, 2, 3, 4, 0], [5, 6, 0, 0, 0]], jnp.int32)
+    lengths = jnp.array([5, 2], jnp.int32)
+    dec = jnp.array([[1, 4, 2, 8], [1, 3, 3, 0]], jnp.int32)
+    weights = jax.jit(heads.head_weights, static_argnums=1)(params, config, enc, lengths, dec)  # (B, n_h, T_d, T_e)
+    weights = np.asarray(weights)
+    assert weights.shape == (2, 2, 4, 5)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-6)
+    assert not np.any(weights[1, :, :, 2:])  # padding gets nothing
+    memory, state = jax.jit(model.encode)(params, enc, lengths)
+    step = jax.jit(model.decode_step)
+    for t in range(dec.shape[1]):
+        _, state, extra = step(params, memory, dec[:, t], state)
+        np.testing.assert_allclose(extra["attention"], weights[:, :, t].mean(1), rtol=1e-5, atol=1e-7)

@@ -32,7 +32,7 @@ from minis2s.data import START  # noqa: E402
 from minis2s.models import transformer  # noqa: E402
 
 
-def head_weights(params, config, encoder_tokens, encoder_lengths, decoder_tokens, layer: int = -1) -> np.ndarray:
+def head_weights(params, config, encoder_tokens, encoder_lengths, decoder_tokens, layer: int = -1) -> jnp.ndarray:
     """Cross-attention weights ``(B, n_h, T_d, T_e)`` of decoder block ``layer``, teacher-forced
     on ``decoder_tokens (B, T_d)`` (the start token, then the output characters)."""
     memory, key_mask = transformer.encode_sequence(params, encoder_tokens, encoder_lengths, config.layers)
@@ -41,7 +41,7 @@ def head_weights(params, config, encoder_tokens, encoder_lengths, decoder_tokens
     for l in range(config.layers):
         y, weights = transformer.decoder_block(params[f"decoder_{l}"], y, memory, key_mask)
         per_layer.append(weights)
-    return np.asarray(per_layer[layer])
+    return per_layer[layer]
 
 
 def sentence_heads(trained, english: str, layer: int = -1) -> tuple[str, np.ndarray]:
@@ -54,7 +54,7 @@ def sentence_heads(trained, english: str, layer: int = -1) -> tuple[str, np.ndar
     previous = [trained.target_vocab.index[START]] + [trained.target_vocab.index[c] for c in out[:-1]]
     weights = head_weights(trained.params, config, enc, jnp.array([len(english)], jnp.int32),
                            jnp.asarray([previous], jnp.int32), layer)
-    return out, weights[0, :, : len(out), : len(english)]
+    return out, np.asarray(weights[0, :, : len(out), : len(english)])
 
 
 def draw(english: str, output: str, weights: np.ndarray, path: Path, title: str) -> Path:
