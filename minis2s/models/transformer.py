@@ -225,8 +225,12 @@ def encode(params: Params, tokens: jax.Array, lengths: jax.Array, config: ModelC
 
 
 def _write(buffer: jax.Array, row: jax.Array, position: jax.Array) -> jax.Array:
-    """``buffer (B, P, h, d_k)`` with ``row (B, 1, h, d_k)`` written at each row's ``position (B,)``."""
-    return jax.vmap(lambda buf, r, p: jax.lax.dynamic_update_slice_in_dim(buf, r, p, axis=0))(buffer, row, position)
+    """``buffer (B, P, h, d_k)`` with ``row (B, 1, h, d_k)`` written at each row's ``position (B,)``.
+
+    A select, not a scatter: on CPU XLA fuses it into one pass over the buffer, which
+    measured faster than a batched ``dynamic_update_slice`` (a scatter) per step."""
+    here = (jnp.arange(buffer.shape[1])[None, :] == position[:, None])[:, :, None, None]  # (B, P, 1, 1)
+    return jnp.where(here, row, buffer)
 
 
 def cached_self_attention(att: Block, y: jax.Array, keys: jax.Array, values: jax.Array,
