@@ -188,11 +188,17 @@ def check_length(config: ModelConfig, t: int, what: str) -> None:
                          f"({t} characters); train with --max-positions {t} or more")
 
 
+def check_decoder_length(config: ModelConfig, t_dec: int) -> None:
+    """Training on ``t_dec`` decoder inputs means decoding up to ``t_dec + 1`` characters (the
+    seed's limit, :mod:`minis2s.search`): refuse it before training, not after."""
+    check_length(config, t_dec + 1, "longest decoded output (the decoder input's characters and one more)")
+
+
 def apply(params: Params, batch: Batch, config: ModelConfig) -> jax.Array:
     """Teacher-forced probabilities ``(B, Td, V_out)``; every position in parallel."""
     tokens, targets_in = batch["encoder_tokens"], batch["decoder_tokens"]
     check_length(config, tokens.shape[1], "encoder input")
-    check_length(config, targets_in.shape[1], "decoder input")
+    check_decoder_length(config, targets_in.shape[1])
     memory, key_mask = encode_sequence(params, tokens, batch["encoder_lengths"], config.layers)
     y = positional_embedding(params["decoder_embedding"], targets_in)
     for l in range(config.layers):
