@@ -131,11 +131,20 @@ def _head_mask(mask: jax.Array | None) -> jax.Array:
     return mask[:, None]
 
 
+def _scaled(q: jax.Array) -> jax.Array:
+    """``Q / sqrt(d_k)``: Keras scales the queries (``T_q d_k`` products), not the ``T_q T_k`` scores."""
+    return q * (1.0 / math.sqrt(q.shape[-1]))
+
+
+def _weights(q_scaled: jax.Array, k: jax.Array, m: jax.Array) -> jax.Array:
+    """``A (B, n_h, Tq, Tk)`` from the scaled queries: the scores, then Keras' masked softmax."""
+    s = jnp.einsum("bqhk,bshk->bhqs", q_scaled, k)  # (B, n_h, Tq, Tk)
+    return jnp.where(m, jax.nn.softmax(jnp.where(m, s, NEG), axis=-1), 0.0)
+
+
 def _forward(q, k, v, m):
     """The core's forward on a head-shaped mask ``m``: ``(O (B, Tq, n_h, d_v), A (B, n_h, Tq, Tk))``."""
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    s = jnp.einsum("bqhk,bshk->bhqs", q * scale, k)  # (B, n_h, Tq, Tk); Keras scales Q first
-    a = jnp.where(m, jax.nn.softmax(jnp.where(m, s, NEG), axis=-1), 0.0)  # (B, n_h, Tq, Tk)
+    a = _weights(_scaled(q), k, m)
     return jnp.einsum("bhqs,bshv->bqhv", a, v), a
 
 
@@ -145,8 +154,10 @@ def _attention(q, k, v, m):
 
 
 def _attention_fwd(q, k, v, m):
-    o, a = _forward(q, k, v, m)
-    return (o, a), (q, k, v, m, a)
+    q_scaled = _scaled(q)
+    a = _weights(q_scaled, k, m)
+    o = jnp.einsum("bhqs,bshv->bqhv", a, v)  # (B, Tq, n_h, d_v)
+    return (o, a), (q_scaled, k, v, a)  # A is 0 wherever m is False: the mask need not be saved
 
 
 def _attention_bwd(saved, cotangents):
@@ -156,21 +167,20 @@ def _attention_bwd(saved, cotangents):
         dV  = A^T dO                           per head
         dA' = dO V^T + dA
         dS  = A * (dA' - rowsum(A * dA'))      softmax's Jacobian-vector product
-        dS  = 0 where masked                   the -1e9 is a constant
+        dQ  = dS K / sqrt(d_k),   dK = dS^T (Q / sqrt(d_k))
 
-    ``A`` is the saved, masked weights: it equals the softmax's output except on rows with no
-    real key, where both it and the true ``dS`` are 0.
-        dQ  = dS K / sqrt(d_k),   dK = dS^T Q / sqrt(d_k)
+    A masked score is the constant -1e9, so its ``dS`` must be 0: the product with the saved
+    ``A``, exactly 0 there, gives it without a select. ``A`` is the masked weights: it equals
+    the softmax's output except on rows with no real key, where both it and the true ``dS``
+    are 0.
     """
-    q, k, v, m, a = saved
+    q_scaled, k, v, a = saved
     do, da = cotangents
-    scale = 1.0 / math.sqrt(q.shape[-1])
     dv = jnp.einsum("bhqs,bqhv->bshv", a, do)  # (B, Tk, n_h, d_v)
     da = jnp.einsum("bqhv,bshv->bhqs", do, v) + da  # (B, n_h, Tq, Tk)
-    ds = a * (da - jnp.sum(a * da, axis=-1, keepdims=True))  # (B, n_h, Tq, Tk)
-    ds = jnp.where(m, ds, 0.0)
-    dq = jnp.einsum("bhqs,bshk->bqhk", ds, k) * scale  # (B, Tq, n_h, d_k)
-    dk = jnp.einsum("bhqs,bqhk->bshk", ds, q) * scale  # (B, Tk, n_h, d_k)
+    ds = a * (da - jnp.sum(a * da, axis=-1, keepdims=True))  # (B, n_h, Tq, Tk), 0 where masked
+    dq = _scaled(jnp.einsum("bhqs,bshk->bqhk", ds, k))  # (B, Tq, n_h, d_k)
+    dk = jnp.einsum("bhqs,bqhk->bshk", ds, q_scaled)  # (B, Tk, n_h, d_k)
     return dq, dk, dv, None
 
 
