@@ -240,12 +240,12 @@ def _write(buffer: jax.Array, row: jax.Array, position: jax.Array) -> jax.Array:
 
 
 def cached_self_attention(att: Block, y: jax.Array, keys: jax.Array, values: jax.Array,
-                          position: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+                          position: jax.Array, seen: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """One position's causal self-attention over the cache: ``y (B, 1, d)`` ->
-    ``(out (B, 1, d), keys, values)`` with this position's key and value written in."""
+    ``(out (B, 1, d), keys, values)`` with this position's key and value written in;
+    ``seen (B, 1, P)``: the positions up to this one (the causal mask's row)."""
     keys = _write(keys, mha.project(att["key"], y), position)
     values = _write(values, mha.project(att["value"], y), position)
-    seen = (jnp.arange(keys.shape[1])[None, :] <= position[:, None])[:, None, :]  # (B, 1, P)
     out, _ = mha.scaled_dot_product_attention(mha.project(att["query"], y), keys, values, seen)
     return mha.merge(att["attention_output"], out), keys, values
 
@@ -258,10 +258,11 @@ def decode_step(params: Params, memory: Memory, token: jax.Array, state: State, 
     """
     position, buffers = state[0], list(state[1:])
     y = positional_embedding(params["decoder_embedding"], token[:, None], position)  # (B, 1, d)
+    seen = (jnp.arange(config.max_positions)[None, :] <= position[:, None])[:, None, :]  # (B, 1, P)
     for l in range(config.layers):
         block = params[f"decoder_{l}"]
         attended, buffers[2 * l], buffers[2 * l + 1] = cached_self_attention(
-            block["self_attention"], y, buffers[2 * l], buffers[2 * l + 1], position)
+            block["self_attention"], y, buffers[2 * l], buffers[2 * l + 1], position, seen)
         u = add_and_norm(block["norm_1"], y, attended)
         cross = block["cross_attention"]
         o, weights = mha.scaled_dot_product_attention(
