@@ -28,7 +28,7 @@ def test_cached_decode_steps_equal_apply_at_every_position(params):
     rng = np.random.default_rng(1)
     enc = jnp.asarray(rng.integers(0, 7, (3, 5)), jnp.int32)
     lengths = jnp.array([5, 2, 1], jnp.int32)
-    dec = jnp.asarray(rng.integers(0, 9, (3, 8)), jnp.int32)  # every learned position
+    dec = jnp.asarray(rng.integers(0, 9, (3, 7)), jnp.int32)  # the most apply takes: P - 1 (decoding takes one more)
     want = np.asarray(model.apply(params, {"encoder_tokens": enc, "encoder_lengths": lengths, "decoder_tokens": dec}))
 
     @jax.jit
@@ -62,6 +62,9 @@ def test_limits_and_sizes_are_refused_in_one_line(params):
                 "decoder_tokens": jnp.zeros((1, 3), jnp.int32)}
     with pytest.raises(ValueError, match="--max-positions 8 is shorter than the encoder input .9 characters"):
         jax.eval_shape(model.apply, params, too_long)
+    with pytest.raises(ValueError, match=r"--max-positions 8 is shorter than the longest decoded output .* \(9 characters\)"):
+        jax.eval_shape(model.apply, params, dict(too_long, encoder_tokens=jnp.zeros((1, 3), jnp.int32),
+                                                 decoder_tokens=jnp.zeros((1, 8), jnp.int32)))
     with pytest.raises(ValueError, match="decoding up to 9 characters needs more than the 8 positions"):
         search.check_steps(model, 9)
     search.check_steps(model, 8)

@@ -14,7 +14,7 @@ from minis2s import alignment, checkpoint, cli, data, search, translate
 from minis2s.run import HISTORY_FILE, latest_checkpoint
 from minis2s.trained import load_trained
 
-from tests.conftest import require_module, run_cli
+from tests.conftest import load_script, require_module, run_cli
 
 pytestmark = pytest.mark.slow  # every test here trains through the CLI
 
@@ -111,3 +111,13 @@ def test_bad_sizes_are_one_line_errors(tmp_path, capsys):
     assert rc == 2 and "no recurrent cell" in err and err.strip().count("\n") == 0
     rc, _, err = run(["train", *ARGS, "--max-positions", "5", "--epochs", "1", "--out", str(tmp_path / "c")], capsys)
     assert rc == 2 and "--max-positions 5 is shorter" in err and err.strip().count("\n") == 0
+
+
+def test_bench_decode_compares_the_cache_with_re_running_the_decoder(tmp_path):
+    bench = load_script("benchmarks/bench_decode")
+    out = tmp_path / "bench.json"
+    assert bench.main(["--transformer", "--vocab-in", "5", "--vocab-out", "6", "--t-enc", "4", "--t-dec", "6",
+                       "--repeats", "1", "--tfm-batch", "1", "3", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result) == {"batch1", "batch3"}
+    assert all(r["same"] and r["cached_ms"] > 0 and r["rerun_ms"] > 0 for r in result.values())  # same characters
