@@ -50,12 +50,19 @@ class Config:
     split: str = "keras"
     test_split: float = 0.05
     split_seed: int = 0
+    # The transformer's sizes (--model transformer; minis2s/models/transformer.py), read by
+    # models.config_for; the other models ignore them. Defaults: ModelConfig's.
+    layers: int = ModelConfig.layers
+    heads: int = ModelConfig.heads
+    embed_dim: int = ModelConfig.embed_dim
+    ff_dim: int = ModelConfig.ff_dim
+    max_positions: int = ModelConfig.max_positions
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting that cannot work."""
         if self.num_samples is not None and self.num_samples <= 0:
             raise ValueError(f"num_samples must be positive, got {self.num_samples}")
-        for name in ("batch_size", "epochs", "latent_dim"):
+        for name in ("batch_size", "epochs", "latent_dim", *models.TRANSFORMER_FIELDS):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0.0 < self.validation_split < 1.0:

@@ -421,17 +421,24 @@ def assert_grads(
 # A tiny random problem (``minis2s gradcheck``): 7 input and 9 output tokens, 3 samples,
 # short sequences, one padding row of weight 0 as in a real last batch.
 PROBLEM_SIZES = {"v_in": 7, "v_out": 9, "batch": 3, "t_enc": 5, "t_dec": 6}
+# The transformer's sizes in that problem (the other models ignore them): 2 blocks a side,
+# 2 heads of 4, so every path (stacking, head split and merge) is checked.
+TRANSFORMER_SIZES = {"layers": 2, "heads": 2, "embed_dim": 8, "ff_dim": 12, "max_positions": 8}
 
 
 def model_loss_problem(latent_dim: int, seed: int, model: str = "seed", cell: str = "lstm",
-                       attention_scale: bool = False, grad: str = "bptt") -> tuple[Callable, Any, str]:
+                       attention_scale: bool = False, grad: str = "bptt",
+                       transformer_sizes: Mapping[str, int] | None = None) -> tuple[Callable, Any, str]:
     """``(loss, params, description)``: the training loss of a tiny random model on a tiny
-    random batch (:data:`PROBLEM_SIZES`) as a function of the parameters, for :func:`check_grads`."""
+    random batch (:data:`PROBLEM_SIZES`) as a function of the parameters, for :func:`check_grads`.
+    ``transformer_sizes`` override :data:`TRANSFORMER_SIZES` (read by the transformer only)."""
     from . import models
     from .train import loss_fn
 
     s = PROBLEM_SIZES
-    net = models.build(models.ModelConfig(s["v_in"], s["v_out"], latent_dim, model, cell, bool(attention_scale)), grad)
+    sizes = {**TRANSFORMER_SIZES, **(transformer_sizes or {})}
+    net = models.build(models.ModelConfig(s["v_in"], s["v_out"], latent_dim, model, cell, bool(attention_scale), **sizes),
+                       grad)
     params = net.init(jax.random.PRNGKey(seed))
     rng = np.random.default_rng(seed)
     batch = {
@@ -446,3 +453,11 @@ def model_loss_problem(latent_dim: int, seed: int, model: str = "seed", cell: st
         f"->{s['t_dec']}, seed {seed}, model {model}, {cell} cell, {grad} gradient"
     )
     return (lambda p: loss_fn(p, batch, net.apply)[0]), params, description
+
+
+def problem_step(model: str = "seed", cell: str = "lstm") -> float:
+    """The finite-difference step the model ``model`` asks for (:attr:`minis2s.models.Model.fd_step`)."""
+    from . import models
+
+    s = PROBLEM_SIZES
+    return models.build(models.ModelConfig(s["v_in"], s["v_out"], 1, model, cell, **TRANSFORMER_SIZES)).fd_step

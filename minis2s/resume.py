@@ -23,6 +23,7 @@ FIXED_ON_RESUME = (
     "num_samples", "batch_size", "latent_dim", "validation_split", "seed", "grad", "model", "cell", "bucket",
     "mask_padding", "attention_scale", "teacher_forcing", "teacher_forcing_end",
     "split", "test_split", "split_seed",
+    "layers", "heads", "embed_dim", "ff_dim", "max_positions",
 )
 
 

@@ -76,6 +76,14 @@ def check_params(model: Model, params: Params) -> None:
             raise ValueError(f"parameters do not fit the {name} model: {path} has shape {got[path]}, expected {shape}")
 
 
+def check_steps(model: Model, max_steps: int) -> None:
+    """``ValueError`` when ``max_steps`` decoder steps are more than ``model`` can take
+    (:attr:`Model.max_steps <minis2s.models.base.Model>`: the transformer's learned positions)."""
+    if model.max_steps is not None and max_steps > model.max_steps:
+        raise ValueError(f"decoding up to {max_steps} characters needs more than the {model.max_steps} positions the "
+                         f"{model.config.model} model has (--max-positions)")
+
+
 def _lengths(encoder_tokens: jax.Array, encoder_lengths: jax.Array | None) -> jax.Array:
     """``(B,)`` int32 lengths; ``None`` means every row fills the width (no padding)."""
     if encoder_lengths is None:
@@ -112,6 +120,7 @@ def greedy_reference(
         (``max_decoder_seq_length + 1`` characters, as in the seed) stopped it first.
     """
     check_params(model, params)
+    check_steps(model, max_decoder_seq_length + 1)
     x = jnp.asarray(encoder_tokens).reshape(1, -1)
     length = jnp.array([x.shape[1] if encoder_length is None else encoder_length], jnp.int32)
     memory, state = _encode_jit(model, params, x, length)
@@ -182,6 +191,7 @@ def extend(
     emitted characters, untempered) and, with ``with_extras``, each step's ``extra`` arrays
     (the attention weights) as ``(R, max_steps, ...)``; else ``{}``.
     """
+    check_steps(model, max_steps)
     rows = state[0].shape[0]
     start = jnp.full((rows,), start_token, jnp.int32)
     if with_extras:
@@ -311,6 +321,7 @@ def _beam_loop(
     end_token: int, max_steps: int,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The search of :func:`beam_batch`: all ``K`` final beams, ``(B, K, S)``, ``(B, K)``, ``(B, K)``."""
+    check_steps(model, max_steps)
     batch, k_beams = state[0].shape[0], beam_width
     # (B*K, ...): beam j of row b lives at b*K + j, for the state and the memory alike
     tile = lambda a: jnp.repeat(a, k_beams, axis=0)  # noqa: E731
@@ -419,6 +430,6 @@ def beam_batch(
 
 
 __all__ = [
-    "ChooseNext", "argmax_next", "beam_batch", "check_params", "extend", "greedy_batch", "greedy_reference",
+    "ChooseNext", "argmax_next", "beam_batch", "check_params", "check_steps", "extend", "greedy_batch", "greedy_reference",
     "sample_batch", "sentence_keys", "tempered_draw", "tempered_next",
 ]

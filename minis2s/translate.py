@@ -47,8 +47,10 @@ def check_trained(trained, where: str = "checkpoint") -> None:
     p = trained.params
     v_in, v_out = len(trained.input_vocab), len(trained.target_vocab)
     try:
-        h = p["decoder"]["recurrent_kernel"].shape[0]
-        sizes = dataclasses.replace(model_config_of(trained), latent_dim=h)
+        sizes = model_config_of(trained)
+        if "recurrent_kernel" in p.get("decoder", {}):  # a recurrent decoder: its size is read off the arrays
+            sizes = dataclasses.replace(sizes, latent_dim=p["decoder"]["recurrent_kernel"].shape[0])
+        h = sizes.latent_dim
         for path, shape in models.param_shapes(sizes).items():
             node = p
             for key in path.split("/"):

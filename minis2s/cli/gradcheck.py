@@ -25,23 +25,32 @@ def add(sub) -> None:
                    help="random directions per leaf (default 2)")
     p.add_argument("--rtol", type=number(float, 0.0, inclusive=False), default=1e-6,
                    help="relative tolerance (default 1e-6)")
+    p.add_argument("--eps", type=number(float, 0.0, inclusive=False), default=None, metavar="H",
+                   help="finite-difference step (default: the model's, 1e-3; the transformer's ReLU asks for 1e-5)")
     p.add_argument("--atol", type=number(float, 0.0), default=1e-10, help="absolute tolerance near zero (default 1e-10)")
     p.add_argument("--grad", choices=("bptt", "autodiff"), default="bptt",
                    help="which LSTM gradient to check: the hand-derived BPTT that training uses "
                    "by default, or JAX autodiff (default bptt)")
     add_model_options(p, "seed", "lstm")
+    from ..gradcheck import TRANSFORMER_SIZES
+
+    t = p.add_argument_group("transformer sizes (--model transformer)")
+    for name, default in TRANSFORMER_SIZES.items():
+        t.add_argument(f"--{name.replace('_', '-')}", type=positive_int, default=default, metavar="N",
+                       help=f"default {default}")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..gradcheck import check_grads, model_loss_problem
+    from ..gradcheck import TRANSFORMER_SIZES, check_grads, model_loss_problem, problem_step
 
     loss, params, description = model_loss_problem(args.latent_dim, args.seed, args.model, args.cell,
-                                                   bool(args.attention_scale), args.grad)
+                                                   bool(args.attention_scale), args.grad,
+                                                   {name: getattr(args, name) for name in TRANSFORMER_SIZES})
     print(f"gradcheck: {description}")
     entries = "all" if str(args.entries) == "all" else args.entries
     report = check_grads(loss, params, entries=entries, directions=args.directions, rtol=args.rtol,
-                         atol=args.atol, seed=args.seed)
+                         atol=args.atol, seed=args.seed, eps=args.eps or problem_step(args.model, args.cell))
     print(report.table())
     if not report.ok:
         print("gradcheck: FAILED for " + ", ".join(leaf.path for leaf in report.failures), file=sys.stderr)

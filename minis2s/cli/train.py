@@ -86,6 +86,13 @@ def add(sub) -> None:
                    "default: off)")
     s.add_argument("--mask-padding", action="store_true", default=None,
                    help="loss and accuracy over real target characters only (not the seed's numbers; default: off)")
+    t = p.add_argument_group("transformer sizes (--model transformer; the other models ignore them)")
+    t.add_argument("--layers", type=positive_int, metavar="N", help=f"blocks in the encoder and in the decoder (default {d.layers})")
+    t.add_argument("--heads", type=positive_int, metavar="N", help=f"attention heads, each of embed-dim/heads (default {d.heads})")
+    t.add_argument("--embed-dim", type=positive_int, metavar="N", help=f"width d of every block (default {d.embed_dim})")
+    t.add_argument("--ff-dim", type=positive_int, metavar="N", help=f"feed-forward hidden width (default {d.ff_dim})")
+    t.add_argument("--max-positions", type=positive_int, metavar="N",
+                   help=f"learned positions: the longest input sentence or decoded output (default {d.max_positions})")
     p.set_defaults(func=run)
 
 

@@ -16,13 +16,14 @@ import jax.numpy as jnp
 
 from .. import cells
 from ..cells import Cell
-from . import bahdanau, luong, seed
+from . import bahdanau, luong, seed, transformer
 from .base import Batch, Memory, Model, ModelConfig, Params, State, dense_softmax, init_dense
 
 MODELS: dict[str, Callable[[ModelConfig, Cell], Model]] = {
     "seed": seed.build,
     "luong": luong.build,
     "bahdanau": bahdanau.build,
+    "transformer": transformer.build,
 }
 
 
@@ -43,11 +44,16 @@ def build(config: ModelConfig, grad: str = cells.DEFAULT_GRAD) -> Model:
     return MODELS[config.model](config, cells.get(config.cell, grad))
 
 
+# ModelConfig fields the transformer reads, in their order (after attention_scale).
+TRANSFORMER_FIELDS = ("layers", "heads", "embed_dim", "ff_dim", "max_positions")
+
+
 def config_for(config: Any, input_vocab: Sized, target_vocab: Sized, latent_dim: int | None = None) -> ModelConfig:
     """The :class:`ModelConfig` of a training config and the two vocabularies: the one place
     a ``ModelConfig`` is made from a :class:`minis2s.config.Config`.
 
-    ``config`` is read for ``latent_dim``, ``model``, ``cell`` and ``attention_scale`` (a
+    ``config`` is read for ``latent_dim``, ``model``, ``cell``, ``attention_scale`` and
+    :data:`TRANSFORMER_FIELDS` (absent ones take the ModelConfig defaults) (a
     ``Config`` dataclass, or a checkpoint manifest's config dict); ``input_vocab`` and ``target_vocab``
     are anything with a length (vocabularies, character lists). ``latent_dim``, when given,
     overrides the config's (a check of parameters whose size is read off the arrays).
@@ -61,6 +67,7 @@ def config_for(config: Any, input_vocab: Sized, target_vocab: Sized, latent_dim:
         fields.get("model", defaults.model),
         fields.get("cell", defaults.cell),
         bool(fields.get("attention_scale", defaults.attention_scale)),
+        *(int(fields.get(name, getattr(defaults, name))) for name in TRANSFORMER_FIELDS),
     )
 
 

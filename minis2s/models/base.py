@@ -45,6 +45,12 @@ class ModelConfig:
     model: str = "seed"
     cell: str = cells.DEFAULT
     attention_scale: bool = False  # luong: Keras Attention(use_scale=True), a learnt scalar on the scores
+    # The transformer's sizes (minis2s/models/transformer.py; the other models ignore them):
+    layers: int = 2  # blocks on each side
+    heads: int = 4  # attention heads, each of embed_dim / heads
+    embed_dim: int = 128  # d, the width of every block
+    ff_dim: int = 512  # F, the feed-forward's hidden width
+    max_positions: int = 128  # P, learned positions: the longest encoder input or decoded output
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,11 @@ class Model:
     apply: Callable[[Params, Batch], jax.Array]
     encode: Callable[[Params, jax.Array, jax.Array], tuple[Memory, State]]
     decode_step: Callable[[Params, Memory, jax.Array, State], tuple[jax.Array, State, dict]]
+    max_steps: int | None = None  # the most decode_step calls a sentence may take (None: no limit)
+    # The finite-difference step ``h`` that checks this model's loss gradient (minis2s gradcheck):
+    # a smooth loss takes 1e-3; ReLU kinks (the transformer's feed-forward) lie closer than a
+    # 1e-3 stencil reaches on the tiny problem, so such a model asks for 1e-5.
+    fd_step: float = 1e-3
 
 
 def init_dense(key: jax.Array, fan_in: int, fan_out: int, dtype=jnp.float32) -> dict[str, jax.Array]:

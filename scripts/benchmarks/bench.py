@@ -8,6 +8,7 @@ One command, one data set, batch 64, the seed model (latent 256), measured in on
     python scripts/benchmarks/bench.py profile          # where a step's time goes (one-core CPU time)
     python scripts/benchmarks/bench.py decode [ARGS]    # the decoding benchmark (scripts/benchmarks/bench_decode.py)
     python scripts/benchmarks/bench.py --attention      # only the attention rows: seed, luong, bahdanau, PyTorch bahdanau
+    python scripts/benchmarks/bench.py --transformer    # only the transformer rows: minis2s and PyTorch
 
 The attention rows (``--attention``, or name them in ``--variants``): ``minis2s-luong`` and
 ``minis2s-bahdanau`` train the registered models (``minis2s-luong`` is skipped while
@@ -27,6 +28,14 @@ all of them see the same machine load over the run: on a shared, noisy machine t
 *ratios* are the trustworthy numbers. Each variant first compiles (timed separately) and
 runs a warm-up (for Keras: a small fit that compiles its steps); then ``--repeats`` timed
 epochs each, round-robin; medians are reported. No new round starts after ``--budget-s``.
+
+The transformer rows (``--transformer``): ``minis2s-transformer`` trains the registered
+``transformer`` at its default sizes; ``torch-transformer`` is the same model written with
+PyTorch's ``nn.TransformerEncoderLayer``/``nn.TransformerDecoderLayer``
+(``scripts/benchmarks/torch_transformer.py``, checked against minis2s on the same weights
+before it is timed). The summary prints the target minis2s epoch / PyTorch epoch (<= 1.0);
+their "% of peak" uses the transformer's own matmul FLOP count
+(``torch_transformer.flop_counts``).
 
 The FLOP count behind "% of peak" is derived in docs/performance.md: the model's useful
 matmul work with token gathers (no one-hot multiplies), the same count for every variant.
@@ -52,6 +61,7 @@ SHARED_FRA = ROOT.parent / "shared" / "data" / "fra-eng" / "fra.txt"
 MARK = "@@BENCH "
 VARIANTS = ("minis2s-bptt", "minis2s-autodiff", "keras-jax", "torch", "minis2s-gru", "torch-gru")
 ATTENTION_VARIANTS = ("minis2s-bptt", "minis2s-luong", "minis2s-bahdanau", "torch-bahdanau", "torch-bahdanau-hoisted")
+TRANSFORMER_VARIANTS = ("minis2s-transformer", "torch-transformer")
 GRADS = ("bptt", "autodiff")  # minis2s-<grad>: the seed with that LSTM gradient; minis2s-<model>: a registered model
 
 if str(ROOT) not in sys.path:
@@ -464,6 +474,29 @@ class TorchBahdanauHoistedWorker(TorchBahdanauWorker):
     hoisted = True
 
 
+class TorchTransformerWorker(TorchWorker):
+    """minis2s' ``transformer`` at its default sizes in PyTorch (token inputs, not one-hot;
+    ``scripts/benchmarks/torch_transformer.py``), the same loss and RMSprop as the other rows."""
+
+    def __init__(self, args, ds):
+        import torch
+        from torch import nn
+
+        from scripts.benchmarks import torch_transformer
+
+        self.tt = torch_transformer
+        err = torch_transformer.check_against_minis2s(nn, torch)
+        if not err < 1e-5:
+            raise SystemExit(f"torch-transformer differs from minis2s' transformer by {err:.1e} on the same weights; not timing it")
+        self.sizes = torch_transformer.sizes(ds)
+        super().__init__(args, ds)
+        self.enc = torch.from_numpy(ds.encoder_tokens.astype("int64"))
+        self.dec = torch.from_numpy(ds.decoder_tokens.astype("int64"))
+
+    def build_model(self, nn, torch, h, v_in, v_out):
+        return self.tt.build_model(nn, torch, v_in, v_out, **self.sizes)
+
+
 class PeakWorker:
     """fp32 matmul peak: median GFLOP/s of an n x n x n matmul in JAX and in PyTorch."""
 
@@ -523,6 +556,8 @@ def worker_main(args) -> int:
         w = TorchBahdanauWorker(args, ds)
     elif kind == "torch-bahdanau-hoisted":
         w = TorchBahdanauHoistedWorker(args, ds)
+    elif kind == "torch-transformer":
+        w = TorchTransformerWorker(args, ds)
     elif kind == "peak":
         w = PeakWorker(args, ds)
     else:
@@ -591,8 +626,10 @@ def available(name: str) -> bool:
         from minis2s import models
 
         return name.removeprefix("minis2s-") in models.MODELS
+    if name == "torch-transformer" and not available("minis2s-transformer"):
+        return False
     mod = {"keras-jax": "keras", "torch": "torch", "torch-gru": "torch", "torch-bahdanau": "torch",
-           "torch-bahdanau-hoisted": "torch"}.get(name)
+           "torch-bahdanau-hoisted": "torch", "torch-transformer": "torch"}.get(name)
     return mod is None or importlib.util.find_spec(mod) is not None
 
 
@@ -664,6 +701,14 @@ def run_bench(args) -> int:
     split_at = int(len(probe) * 0.8)
     epoch_flops = (flops["train_step"] * split_at + flops["eval_batch"] * (len(probe) - split_at)) / args.batch_size
     steps = -(-split_at // args.batch_size)
+    tfm_flops = tfm_epoch_flops = None
+    if any(name in TRANSFORMER_VARIANTS for name in results):
+        from scripts.benchmarks import torch_transformer
+
+        tfm_flops = torch_transformer.flop_counts(
+            args.batch_size, probe.max_encoder_seq_length, probe.max_decoder_seq_length, len(probe.target_vocab),
+            **torch_transformer.sizes(probe))
+        tfm_epoch_flops = (tfm_flops["train_step"] * split_at + tfm_flops["eval_batch"] * (len(probe) - split_at)) / args.batch_size
 
     rows = []
     for name, r in results.items():
@@ -674,9 +719,11 @@ def run_bench(args) -> int:
         r["train_step_s_median"] = _median(tr) / steps if tr else None
         r["single_step_s_median"] = _median(r.get("single_step_s", []))
         seed_work = name in VARIANTS  # the FLOP count is the seed model's; attention rows get none
-        r["peak_fraction_epoch"] = epoch_flops / r["epoch_s_median"] / (peak_gflops * 1e9) if ep and seed_work else None
+        row_flops, row_epoch_flops = (tfm_flops, tfm_epoch_flops) if name in TRANSFORMER_VARIANTS else (flops, epoch_flops)
+        seed_work = seed_work or name in TRANSFORMER_VARIANTS  # the transformer rows: their own count
+        r["peak_fraction_epoch"] = row_epoch_flops / r["epoch_s_median"] / (peak_gflops * 1e9) if ep and seed_work else None
         r["peak_fraction_train"] = (
-            flops["train_step"] * split_at / args.batch_size / _median(tr) / (peak_gflops * 1e9) if tr and seed_work else None
+            row_flops["train_step"] * split_at / args.batch_size / _median(tr) / (peak_gflops * 1e9) if tr and seed_work else None
         )
     for name, r in results.items():
         if name.endswith("-gru"):  # the FLOP count above is the LSTM's; a GRU does 3/4 of its recurrent matmuls
@@ -709,7 +756,9 @@ def run_bench(args) -> int:
         f"latent {args.latent_dim}, {args.threads} thread(s), T_enc {probe.max_encoder_seq_length}, T_dec {probe.max_decoder_seq_length}, "
         f"V_in {len(probe.input_vocab)}, V_out {len(probe.target_vocab)}; {repeats_done} timed epochs per variant "
         f"after a warm-up, medians.\nmatmul peak {peak_gflops:.0f} GFLOP/s fp32 ({_fmt_peak(peak)}); "
-        f"useful FLOPs {flops['train_step'] / 1e9:.2f} GFLOP/train step, {epoch_flops / 1e12:.3f} TFLOP/epoch.\n"
+        f"useful FLOPs {flops['train_step'] / 1e9:.2f} GFLOP/train step, {epoch_flops / 1e12:.3f} TFLOP/epoch"
+        + (f" (transformer {tfm_flops['train_step'] / 1e9:.2f} GFLOP/train step, {tfm_epoch_flops / 1e12:.3f} TFLOP/epoch; "
+           f"sizes {torch_transformer.sizes(probe)})" if tfm_flops else "") + ".\n"
         f"load average before/after: {load_before[0]:.1f}/{load_after[0]:.1f} on {os.cpu_count()} CPUs"
         + (f"; skipped (not installed, or model not registered): {', '.join(skipped)}" if skipped else "")
         + "".join(
@@ -730,6 +779,7 @@ def run_bench(args) -> int:
         "omp_wait_policy_torch": args.omp_wait_policy, "threads": args.threads,
         "batch_size": args.batch_size, "latent_dim": args.latent_dim, "repeats": repeats_done,
         "peak": peak, "peak_gflops": peak_gflops, "flops": {**flops, "epoch": epoch_flops},
+        "transformer_flops": tfm_flops and {**tfm_flops, "epoch": tfm_epoch_flops},
         "variants": results, "skipped": skipped, "targets": targets, "table": table, "total_s": time.perf_counter() - t_start,
     }
     Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
@@ -753,6 +803,9 @@ def attention_targets(results: dict) -> list[str]:
             r = epoch(slow) / epoch(fast)
             target = "<= 1.3" if "luong" in slow else ">= 3"
             lines.append(f"{what}: {r:.2f} (target {target}: {'met' if ok(r) else 'NOT met'})")
+    if epoch("minis2s-transformer") and epoch("torch-transformer"):
+        r = epoch("minis2s-transformer") / epoch("torch-transformer")
+        lines.append(f"minis2s transformer epoch / PyTorch transformer epoch: {r:.2f} (target <= 1.0: {'met' if r <= 1.0 else 'NOT met'})")
     if epoch("torch-bahdanau-hoisted") and epoch("minis2s-bahdanau"):
         r = epoch("torch-bahdanau-hoisted") / epoch("minis2s-bahdanau")
         lines.append(f"PyTorch bahdanau with the keys projected once / minis2s bahdanau epoch: {r:.2f} (no target)")
@@ -932,10 +985,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=10, help="timed single jitted steps (minis2s)")
     p.add_argument("--budget-s", type=float, default=150.0, help="start no new repeat after this many seconds")
     p.add_argument("--variants", default=",".join(VARIANTS),
-                   help=f"comma-separated subset of {','.join(VARIANTS + ATTENTION_VARIANTS[1:])}")
+                   help=f"comma-separated subset of {','.join(VARIANTS + ATTENTION_VARIANTS[1:] + TRANSFORMER_VARIANTS)}")
     p.add_argument("--json", default="bench.json", help="where to write the JSON report (default bench.json)")
     p.add_argument("--attention", action="store_true",
                    help=f"run only the attention rows ({','.join(ATTENTION_VARIANTS)}); overrides --variants")
+    p.add_argument("--transformer", action="store_true",
+                   help=f"run only the transformer rows ({','.join(TRANSFORMER_VARIANTS)}); overrides --variants")
     p.add_argument("--quick", action="store_true", help="800 pairs, 1 repeat, 3 steps: a smoke test in about a minute")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p
@@ -952,6 +1007,8 @@ def main(argv: list[str] | None = None) -> int:
         return worker_main(args)
     if args.attention:
         args.variants = ",".join(ATTENTION_VARIANTS)
+    if args.transformer:
+        args.variants = ",".join(TRANSFORMER_VARIANTS)
     if args.quick:
         args.num_samples, args.repeats, args.steps = min(args.num_samples, 800), 1, 3
     return run_bench(args)

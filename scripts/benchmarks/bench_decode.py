@@ -9,6 +9,15 @@ timed on a subset and extrapolated to all sentences; the output says so.
     PYTHONPATH=$PWD python scripts/benchmarks/bench_decode.py --checkpoint runs/seed --data fra.txt
 
 ``main(argv) -> int`` is also the ``decode`` section of ``scripts/benchmarks/bench.py``.
+
+``--transformer`` times the Transformer's key/value cache instead (no checkpoint: speed
+depends on the sizes, not the weights): greedy decoding of one sentence at the seed
+recipe's lengths with :func:`minis2s.models.transformer.decode_step` (each step attends
+over the cached keys and values of the prefix) against re-running the decoder over the
+whole padded prefix at every step, the keras-io example's loop (the encoder runs once in
+both). Both loops are one jitted ``lax.scan``, and both emit the same characters.
+
+    PYTHONPATH=$PWD python scripts/benchmarks/bench_decode.py --transformer
 """
 
 from __future__ import annotations
@@ -185,6 +194,71 @@ def run(args) -> dict:
     return result
 
 
+def transformer_cache(args) -> dict:
+    """Per-sentence greedy decoding of the transformer: cached ``decode_step`` against re-running
+    the decoder over the padded prefix (keras-io), interleaved, median of ``args.repeats``."""
+    import jax
+    import jax.numpy as jnp
+
+    from minis2s import models
+    from minis2s.models import transformer as tfm
+
+    v_in, v_out, t_enc, t_dec = args.vocab_in, args.vocab_out, args.t_enc, args.t_dec
+    steps = t_dec + 1  # the seed's limit: max_decoder_seq_length + 1 characters
+    config = models.ModelConfig(v_in, v_out, 1, "transformer", max_positions=max(steps, t_enc))
+    model = models.build(config)
+    params = model.init(jax.random.PRNGKey(0))
+
+    @jax.jit
+    def cached(tokens, length):
+        memory, state = model.encode(params, tokens, length)
+
+        def step(carry, _):
+            token, state = carry
+            probs, state, _ = model.decode_step(params, memory, token, state)
+            nxt = jnp.argmax(probs, -1).astype(jnp.int32)
+            return (nxt, state), nxt
+
+        start = jnp.zeros((tokens.shape[0],), jnp.int32)
+        return jax.lax.scan(step, (start, state), None, length=steps)[1]  # (steps, B)
+
+    @jax.jit
+    def rerun(tokens, length):
+        x, key_mask = tfm.encode_sequence(params, tokens, length, config.layers)
+
+        def step(prefix, t):  # the whole decoder over the padded prefix; read position t
+            y = tfm.positional_embedding(params["decoder_embedding"], prefix)
+            for l in range(config.layers):
+                y, _ = tfm.decoder_block(params[f"decoder_{l}"], y, x, key_mask)
+            probs = models.dense_softmax(params["dense"], y[:, t])
+            nxt = jnp.argmax(probs, -1).astype(jnp.int32)
+            return jax.lax.dynamic_update_slice(prefix, nxt[:, None], (0, jnp.minimum(t + 1, steps - 1))), nxt
+
+        return jax.lax.scan(step, jnp.zeros((tokens.shape[0], steps), jnp.int32), jnp.arange(steps))[1]
+
+    print(f"transformer (layers {config.layers}, heads {config.heads}, d {config.embed_dim}, F {config.ff_dim}), "
+          f"vocab {v_in}/{v_out}, T_enc {t_enc}, {steps} decoder steps; device {jax.devices()[0]}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    result: dict = {}
+    for batch in args.tfm_batch:
+        keys = jax.random.split(jax.random.PRNGKey(batch), max(1, 20 // batch))  # 20 sentences, or one batch
+        inputs = [(jax.random.randint(k, (batch, t_enc), 0, v_in), jnp.full((batch,), t_enc, jnp.int32)) for k in keys]
+        same = all(bool(jnp.all(cached(*x) == rerun(*x))) for x in inputs[:2])  # also compiles both
+        times: dict = {"cached": [], "rerun": []}
+        for _ in range(args.repeats):  # interleaved: both see the same machine load
+            for name, fn in (("cached", cached), ("rerun", rerun)):
+                t0 = time.perf_counter()
+                for x in inputs:
+                    fn(*x).block_until_ready()
+                times[name].append((time.perf_counter() - t0) / (len(inputs) * batch))
+        c, r = statistics.median(times["cached"]), statistics.median(times["rerun"])
+        print(f"  batch {batch:>3}: key/value cache {1e3 * c:.2f} ms/sentence, re-run decoder over the prefix "
+              f"(keras-io) {1e3 * r:.2f} ms/sentence: cache speed-up {r / c:.1f}x (target >= 5x); "
+              f"same characters: {'yes' if same else 'NO'}", flush=True)
+        result[f"batch{batch}"] = {"cached_ms": 1e3 * c, "rerun_ms": 1e3 * r, "speedup": r / c, "same": same}
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="bench_decode", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", help="checkpoint directory (default: train one for --train-epochs)")
@@ -202,6 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "sentences with the same weights (needs keras; default 0: skip)")
     ap.add_argument("--train-epochs", type=int, default=1)
     ap.add_argument("--json", help="write the numbers to this JSON file")
+    t = ap.add_argument_group("--transformer: the key/value cache against re-running the decoder")
+    t.add_argument("--transformer", action="store_true", help="time the transformer's decoding instead of a checkpoint's")
+    t.add_argument("--vocab-in", type=int, default=71, help="input characters (default 71: the seed recipe's)")
+    t.add_argument("--vocab-out", type=int, default=93, help="target characters (default 93)")
+    t.add_argument("--t-enc", type=int, default=16, help="encoder length (default 16)")
+    t.add_argument("--t-dec", type=int, default=59, help="max_decoder_seq_length (default 59)")
+    t.add_argument("--tfm-batch", type=int, nargs="+", default=[1, 64],
+                   help="sentences decoded at once; times are per sentence (default 1 64)")
     return ap
 
 
@@ -211,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     from minis2s.data import DataError
 
     try:
-        result = run(args)
+        result = transformer_cache(args) if args.transformer else run(args)
     except (DataError, CheckpointError, ValueError) as e:
         print(f"bench_decode: error: {e}", file=sys.stderr)
         return 2
