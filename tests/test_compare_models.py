@@ -47,3 +47,23 @@ def test_score_every_trains_in_resumed_segments_equal_to_one_run(two_column_file
     _, state, _ = train.load_state(out / "tiny", ds)
     np.testing.assert_array_equal(state.history["val_loss"], history["val_loss"])
     assert curves["tiny"][1]["val_loss"] == history["val_loss"][3]
+
+
+@pytest.mark.slow
+def test_cpu_minutes_stops_a_run_at_its_budget_and_a_rerun_keeps_the_curve(two_column_file, tmp_path, monkeypatch):
+    cm = _compare_models()
+    out = tmp_path / "cmp"
+    argv = ["compare_models.py", "--data", str(two_column_file), "--num-samples", "8", "--epochs", "6",
+            "--score-every", "1", "--beam", "0", "--run", "tiny:latent_dim=8,batch_size=2", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv + ["--cpu-minutes", "1e-9"])  # any epoch exceeds it
+    cm.main()
+    curve = json.loads((out / "curves.json").read_text())["tiny"]
+    assert [p["epoch"] for p in curve] == [1] and curve[0]["cpu_minutes"] > 0
+    monkeypatch.setattr(sys, "argv", argv)  # no budget: trains on to --epochs, keeping the first point
+    cm.main()
+    curve = json.loads((out / "curves.json").read_text())["tiny"]
+    assert [p["epoch"] for p in curve] == [1, 2, 3, 4, 5, 6]
+    minutes = [p["cpu_minutes"] for p in curve]
+    assert minutes == sorted(minutes) and len(set(minutes)) == 6
+    cpu = json.loads((out / "tiny" / "cpu.json").read_text())
+    assert sorted(map(int, cpu)) == [1, 2, 3, 4, 5, 6]

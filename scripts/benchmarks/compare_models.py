@@ -11,7 +11,9 @@ on the validation sentences, as ``minis2s evaluate`` scores them.
 
 Prints a markdown table and writes ``OUT/results.json``. With ``--score-every K`` each run
 also stops every K epochs to score its latest checkpoint greedily (the learning curve in chrF,
-``OUT/curves.json``); resuming makes the segments one uninterrupted run. ``--beam 0`` skips
+``OUT/curves.json``); resuming makes the segments one uninterrupted run. ``--cpu-minutes M`` gives every run the same
+CPU budget instead of the same epochs (CPU seconds of all threads, counted per epoch in
+``OUT/NAME/cpu.json``, so the comparison can be stopped and rerun across sessions). ``--beam 0`` skips
 beam search (slow on large validation splits).
 """
 
@@ -22,6 +24,7 @@ import dataclasses
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 
 from minis2s import data, metrics, train, translate
@@ -67,6 +70,29 @@ def validation_texts(ds, config: Config, limit: int | None) -> tuple[list[str], 
     return [ds.input_texts[i] for i in rows], refs
 
 
+class CpuClock:
+    """The CPU seconds (all threads, :func:`time.process_time`) a run's training has used, per
+    epoch, kept in ``OUT/NAME/cpu.json`` so a resumed run goes on counting. An epoch cut off by
+    an interruption is not counted, as it is not in the checkpoint either."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / "cpu.json"
+        self.seconds = {int(k): v for k, v in json.loads(self.path.read_text()).items()} if self.path.exists() else {}
+
+    def minutes(self, epoch: int) -> float:
+        return self.seconds.get(epoch, 0.0) / 60.0
+
+    def start(self, epoch: int) -> None:
+        self.epoch, self.base, self.t0 = epoch, self.seconds.get(epoch, 0.0), time.process_time()
+
+    def tick(self) -> None:
+        """One more epoch trained (called from fit's per-epoch log line)."""
+        self.epoch += 1
+        self.seconds[self.epoch] = self.base + time.process_time() - self.t0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.seconds))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
@@ -77,12 +103,17 @@ def main() -> None:
     p.add_argument("--score-every", type=int, default=None, metavar="K",
                    help="also score the latest checkpoint greedily every K epochs (OUT/curves.json)")
     p.add_argument("--limit", type=int, default=None, help="score at most this many validation sentences")
+    p.add_argument("--cpu-minutes", type=float, default=None, metavar="M",
+                   help="train each run until its training has used M CPU minutes (all threads; scoring excluded), "
+                        "or --epochs, whichever comes first; with --score-every, the curve records CPU minutes")
     p.add_argument("--run", action="append", required=True, metavar="NAME[:field=value,...]")
     p.add_argument("--out", default="runs/compare")
     args = p.parse_args()
     num_samples = None if args.num_samples == "all" else int(args.num_samples)
 
-    rows, curves = [], {}
+    rows = []
+    curves_file = Path(args.out) / "curves.json"
+    curves = json.loads(curves_file.read_text()) if curves_file.exists() else {}  # a resumed comparison keeps its points
     for spec in args.run:
         name, overrides = parse_run(spec)
         config = Config(**{"num_samples": num_samples, "epochs": args.epochs, **overrides})
@@ -97,17 +128,30 @@ def main() -> None:
             sys.exit(f"--run {spec}: --score-every trains in segments, which would change a schedule "
                      "that depends on the number of epochs (teacher_forcing_end)")
         every = args.score_every or config.epochs
+        cpu = CpuClock(out)
         for target in [*range(every, config.epochs, every), config.epochs]:
             if state is not None and (state.epoch >= target or state.wait >= args.patience):
                 continue
-            train.fit(dataclasses.replace(config, epochs=target), ds, out=out, state=state,
-                      log=lambda line: print(f"[{name}] {line}", flush=True), patience=args.patience)
+            if args.cpu_minutes is not None and cpu.minutes(state.epoch if state else 0) >= args.cpu_minutes:
+                break
+            first = state.epoch if state else 0
+
+            def log(line, _name=name):
+                print(f"[{_name}] {line}", flush=True)
+                if "early stopping" not in line:  # fit's one line per trained epoch
+                    cpu.tick()
+
+            cpu.start(first)
+            train.fit(dataclasses.replace(config, epochs=target), ds, out=out, state=state, log=log,
+                      patience=args.patience)
             _, state, _ = train.load_state(out, ds)
             if args.score_every:
                 latest = load_trained(latest_checkpoint(out))
                 point = {"epoch": state.epoch, "val_loss": state.history["val_loss"][-1],
-                         **score_split(latest, inputs, refs, 1)}
+                         "cpu_minutes": cpu.minutes(state.epoch), **score_split(latest, inputs, refs, 1)}
                 curves.setdefault(name, []).append(point)
+                curves_file.parent.mkdir(parents=True, exist_ok=True)
+                curves_file.write_text(json.dumps(curves, indent=1) + "\n")
                 print(f"[{name}] curve {json.dumps(point)}", flush=True)
         _, state, _ = train.load_state(out, ds)
         best = state.best_epoch
