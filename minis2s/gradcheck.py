@@ -424,14 +424,16 @@ PROBLEM_SIZES = {"v_in": 7, "v_out": 9, "batch": 3, "t_enc": 5, "t_dec": 6}
 
 
 def model_loss_problem(latent_dim: int, seed: int, model: str = "seed", cell: str = "lstm",
-                       attention_scale: bool = False, grad: str = "bptt") -> tuple[Callable, Any, str]:
+                       attention_scale: bool = False, grad: str = "bptt",
+                       input_feeding: bool = False) -> tuple[Callable, Any, str]:
     """``(loss, params, description)``: the training loss of a tiny random model on a tiny
     random batch (:data:`PROBLEM_SIZES`) as a function of the parameters, for :func:`check_grads`."""
     from . import models
     from .train import loss_fn
 
     s = PROBLEM_SIZES
-    net = models.build(models.ModelConfig(s["v_in"], s["v_out"], latent_dim, model, cell, bool(attention_scale)), grad)
+    net = models.build(models.ModelConfig(s["v_in"], s["v_out"], latent_dim, model, cell, bool(attention_scale),
+                                        bool(input_feeding)), grad)
     params = net.init(jax.random.PRNGKey(seed))
     rng = np.random.default_rng(seed)
     batch = {
@@ -443,6 +445,7 @@ def model_loss_problem(latent_dim: int, seed: int, model: str = "seed", cell: st
     }
     description = (
         f"loss of a {s['v_in']}->{s['v_out']}-token model, latent_dim {latent_dim}, batch {s['batch']}x{s['t_enc']}"
-        f"->{s['t_dec']}, seed {seed}, model {model}, {cell} cell, {grad} gradient"
+        f"->{s['t_dec']}, seed {seed}, model {model}{' with input feeding' if input_feeding else ''}, {cell} cell, "
+        f"{grad} gradient"
     )
     return (lambda p: loss_fn(p, batch, net.apply)[0]), params, description

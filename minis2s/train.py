@@ -178,7 +178,8 @@ def format_epoch(epoch: int, epochs: int, seconds: float, logs: dict[str, float]
 # sizes (jit compiles per shape by itself), and the model's sizes (in the ModelConfig).
 # Every other field of Config is part of the cache key (a new one is, until listed here).
 _NOT_COMPILED = ("num_samples", "batch_size", "epochs", "validation_split", "seed", "bucket", "mask_padding",
-                 "latent_dim", "model", "cell", "attention_scale", "teacher_forcing", "teacher_forcing_end")
+                 "latent_dim", "model", "cell", "attention_scale", "teacher_forcing", "teacher_forcing_end",
+                 "input_feeding")
 
 
 def step_settings(config: Config) -> Config:

@@ -37,7 +37,8 @@ def run(args) -> int:
     from ..gradcheck import check_grads, model_loss_problem
 
     loss, params, description = model_loss_problem(args.latent_dim, args.seed, args.model, args.cell,
-                                                   bool(args.attention_scale), args.grad)
+                                                   bool(args.attention_scale), args.grad,
+                                                   bool(args.input_feeding))
     print(f"gradcheck: {description}")
     entries = "all" if str(args.entries) == "all" else args.entries
     report = check_grads(loss, params, entries=entries, directions=args.directions, rtol=args.rtol,

@@ -47,7 +47,7 @@ def config_for(config: Any, input_vocab: Sized, target_vocab: Sized, latent_dim:
     """The :class:`ModelConfig` of a training config and the two vocabularies: the one place
     a ``ModelConfig`` is made from a :class:`minis2s.config.Config`.
 
-    ``config`` is read for ``latent_dim``, ``model``, ``cell`` and ``attention_scale`` (a
+    ``config`` is read for ``latent_dim``, ``model``, ``cell``, ``attention_scale`` and ``input_feeding`` (a
     ``Config`` dataclass, or a checkpoint manifest's config dict); ``input_vocab`` and ``target_vocab``
     are anything with a length (vocabularies, character lists). ``latent_dim``, when given,
     overrides the config's (a check of parameters whose size is read off the arrays).
@@ -61,6 +61,7 @@ def config_for(config: Any, input_vocab: Sized, target_vocab: Sized, latent_dim:
         fields.get("model", defaults.model),
         fields.get("cell", defaults.cell),
         bool(fields.get("attention_scale", defaults.attention_scale)),
+        bool(fields.get("input_feeding", defaults.input_feeding)),  # absent from older manifests: off
     )
 
 

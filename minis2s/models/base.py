@@ -36,7 +36,8 @@ class ModelConfig:
     """Sizes and kind of a model: vocabularies come from the data, the rest from the user.
 
     ``model`` names an entry of :data:`minis2s.models.MODELS`, ``cell`` one of
-    :data:`minis2s.cells.CELLS`. Models without attention ignore ``attention_scale``.
+    :data:`minis2s.cells.CELLS`. Models without attention ignore ``attention_scale``; models other than luong ignore
+    ``input_feeding`` (:meth:`minis2s.config.Config.validate` rejects both there).
     """
 
     num_encoder_tokens: int
@@ -45,6 +46,7 @@ class ModelConfig:
     model: str = "seed"
     cell: str = cells.DEFAULT
     attention_scale: bool = False  # luong: Keras Attention(use_scale=True), a learnt scalar on the scores
+    input_feeding: bool = False  # luong: the previous attentional vector joins the decoder's input
 
 
 @dataclass(frozen=True)
