@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .options import SEED_MAX, add_model_options, count_or_all, number, positive_int
+from .options import SEED_MAX, UsageError, add_model_options, count_or_all, number, positive_int
 
 
 def add(sub) -> None:
@@ -34,8 +34,14 @@ def add(sub) -> None:
 
 
 def run(args) -> int:
+    from ..config import Config
     from ..gradcheck import check_grads, model_loss_problem
 
+    if args.input_feeding:  # a model that has no use for it would silently check another model
+        try:
+            Config(model=args.model, cell=args.cell, input_feeding=True).validate()
+        except ValueError as e:
+            raise UsageError(f"--input-feeding: {e}") from None
     loss, params, description = model_loss_problem(args.latent_dim, args.seed, args.model, args.cell,
                                                    bool(args.attention_scale), args.grad,
                                                    bool(args.input_feeding))
