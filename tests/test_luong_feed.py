@@ -199,3 +199,32 @@ def test_config_records_and_checks_input_feeding():
         with pytest.raises(ValueError, match=f"input_feeding needs a model .*not {other}$"):
             Config(model=other, input_feeding=True).validate()
     assert train.step_settings(Config(model="luong", input_feeding=True)) == train.step_settings(Config())
+
+
+# --------------------------------------------------------------------------- docs/math.md 16.3
+
+
+def test_the_cost_section_states_what_the_shapes_give():
+    """The multiply-adds docs/math.md 16.3 states, counted here from the layers' shapes
+    (``models.param_shapes``: a kernel of ``(D, K)`` applied to one row costs ``D K``)."""
+    import re
+
+    from tests.conftest import ROOT
+
+    text = re.sub(r"\s+", " ", (ROOT / "docs" / "math.md").read_text(encoding="utf-8"))
+    section = text[text.index("### 16.3 Input feeding") :]
+    t_enc, t_dec, h, v, g = 16, 59, 256, 93, 4
+    macs = {}
+    for feed in (False, True):
+        shapes = models.param_shapes(models.ModelConfig(70, v, h, "luong", input_feeding=feed))
+        size = lambda name: int(np.prod(shapes[name]))  # noqa: E731
+        recurrent = size("decoder/recurrent_kernel")  # h_{t-1} U, every step
+        fed = size("decoder/kernel") - v * g * h  # the rows past the one-hot ones: h~_{t-1} W_h~
+        w1 = w2 = size("combine/kernel") // 2
+        macs[feed] = (t_enc * size("encoder/recurrent_kernel") + t_enc * w1  # encoder (inputs gathered), P
+                      + t_dec * (recurrent + fed) + t_dec * (w2 + 2 * t_enc * h) + t_dec * size("dense/kernel"))
+        if feed:
+            in_loop = recurrent + fed + w2 + 2 * t_enc * h
+            assert f"{in_loop / recurrent:.2f} times the recurrence alone" in section
+    assert macs[False] == 26_464_000 and f"{macs[False]:,} multiply-adds without input feeding" in section
+    assert f"and {macs[True]:,} with it, {macs[True] / macs[False]:.2f} times as many" in section
