@@ -38,7 +38,7 @@ docs/math.md section 16)::
 so ``decoder/kernel`` is ``(V_out + H, 4H)``: the one-hot rows first, then ``H`` rows for
 the previous attentional vector ``o_{t-1}`` (the paper's ``h~_{t-1}``). Step ``t`` needs
 ``o_{t-1}``, so the recurrence, the attention and the combine run in one ``lax.scan``
-(:func:`feed_scan`) instead of the recurrence first and the attention over all steps at
+(:func:`feed_apply`) instead of the recurrence first and the attention over all steps at
 once; JAX differentiates that scan (autodiff through it: the cotangent of ``o_{t-1}``
 reaches step ``t - 1`` through ``x_t``). ``decode_step``'s state is the cell's state with
 ``o_{t-1}`` appended (batch-first, so beam search tiles and gathers it).
