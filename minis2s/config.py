@@ -14,6 +14,7 @@ import optax
 from . import cells, models
 from .data import Dataset
 from .models import ModelConfig
+from .splits import SPLITS
 
 @dataclass(frozen=True)
 class Config:
@@ -42,6 +43,13 @@ class Config:
     # teacher_forcing_end, it decays linearly to that value at the last epoch.
     teacher_forcing: float = 1.0
     teacher_forcing_end: float | None = None
+    # Which pairs train, validate and test (minis2s/splits.py): "keras" is the seed's
+    # validation_split (the last lines, no test side); "source" keeps every translation of an
+    # English sentence on one side, drawn from a hash of split_seed and the sentence, with
+    # test_split of the sources held out for the test and validation_split for validation.
+    split: str = "keras"
+    test_split: float = 0.05
+    split_seed: int = 0
     input_feeding: bool = False  # luong: feed the previous attentional vector to the decoder (Luong et al. 3.3)
 
     def validate(self) -> None:
@@ -59,6 +67,11 @@ class Config:
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {self.split!r}")
+        if self.split == "source" and not (0.0 < self.test_split and self.test_split + self.validation_split < 1.0):
+            raise ValueError(f"test_split must be positive and test_split + validation_split below 1, got "
+                             f"{self.test_split} + {self.validation_split}")
         models.check_names(self.model, self.cell, self.grad)
         probe = models.config_for(dataclasses.replace(self, latent_dim=1), "ab", "ab")  # the smallest such model
         if self.attention_scale and "attention/scale" not in models.param_shapes(probe):

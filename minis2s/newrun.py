@@ -7,7 +7,9 @@ import tempfile
 from pathlib import Path
 
 from . import run
-from .batching import split_train_val
+from typing import Sequence
+
+from .splits import Sides, split_rows
 
 
 def refuse_existing_run(out: Path) -> None:
@@ -18,21 +20,22 @@ def refuse_existing_run(out: Path) -> None:
                          f"--resume {out}, or choose another --out")
 
 
-def check_split(n: int, validation_split: float, batch_size: int) -> int:
-    """Where validation starts (:func:`minis2s.batching.split_train_val`); refuse an empty side
-    or a ``batch_size`` larger than the training split."""
-    split_at = split_train_val(n, validation_split)
-    if split_at == 0 or split_at == n:
+def check_split(config, input_texts: Sequence[str]) -> Sides:
+    """The rows of each side (:func:`minis2s.splits.split_rows`); refuse an empty training or
+    validation side, or a ``--batch-size`` larger than the training side."""
+    sides = split_rows(config, input_texts)
+    n, n_train, n_val = len(input_texts), len(sides.train), len(sides.val)
+    if n_train == 0 or n_val == 0:
         raise ValueError(
-            f"--validation-split {validation_split} of {n} samples leaves {split_at} for training "
-            f"and {n - split_at} for validation; both must be non-empty: use more --num-samples"
+            f"--validation-split {config.validation_split} of {n} samples leaves {n_train} for training "
+            f"and {n_val} for validation; both must be non-empty: use more --num-samples"
         )
-    if batch_size > split_at:
+    if config.batch_size > n_train:
         raise ValueError(
-            f"--batch-size {batch_size} is larger than the training set ({split_at} of {n} samples, "
-            f"the rest is validation); use --batch-size {split_at} or less, or more --num-samples"
+            f"--batch-size {config.batch_size} is larger than the training set ({n_train} of {n} samples, "
+            f"the rest is validation); use --batch-size {n_train} or less, or more --num-samples"
         )
-    return split_at
+    return sides
 
 
 def check_writable(out: Path) -> None:

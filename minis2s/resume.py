@@ -22,7 +22,7 @@ from .config import Config
 FIXED_ON_RESUME = (
     "num_samples", "batch_size", "latent_dim", "validation_split", "seed", "grad", "model", "cell", "bucket",
     "mask_padding", "attention_scale", "teacher_forcing", "teacher_forcing_end",
-    "input_feeding",
+    "split", "test_split", "split_seed", "input_feeding",
 )
 
 

@@ -29,6 +29,7 @@ from . import losses
 from . import models
 from . import parallel
 from . import scheduled
+from . import splits
 from .batching import batch_plan, batches, device_data, split_train_val
 from .bucketing import Batcher
 from .config import HISTORY_KEYS, Config, make_optimizer, model_config
@@ -46,7 +47,11 @@ Batch = dict[str, jax.Array]
 
 
 def loss_fn(params: Params, batch: Batch, apply_fn: Callable | None = None) -> tuple[jax.Array, dict]:
-    """Weighted mean of the per-sample Keras loss, and the sums an epoch needs.
+    """Weighted mean of the per-sample Keras loss (the objective), and the sums an epoch needs.
+
+    With ``loss_scale (B,)`` in the batch (bucketed batches), the objective is instead
+    ``sum_b loss_scale_b * loss_b`` with a constant denominator inside ``loss_scale``
+    (:class:`minis2s.bucketing.Batcher`); the returned sums, and so the reported loss, are the same.
 
     ``batch``: ``encoder_tokens (B, T_enc)``, ``encoder_lengths (B,)``, ``decoder_tokens`` and
     ``target_tokens (B, T_dec)``, ``weight (B,)`` (0 for padding rows). ``apply_fn(params, batch)``:
@@ -67,7 +72,11 @@ def loss_fn(params: Params, batch: Batch, apply_fn: Callable | None = None) -> t
             "correct_sum": jnp.sum(w * jnp.mean(correct, axis=1)),
             "count": jnp.sum(w),
         }
-    return metrics["loss_sum"] / metrics["count"], metrics
+    objective = metrics["loss_sum"] / metrics["count"]
+    if "loss_scale" in batch:  # --bucket: one constant denominator for every batch (bucketing.py)
+        per_row = jnp.sum(batch["mask"] * ce, axis=1) if "mask" in batch else jnp.mean(ce, axis=1)  # (B,)
+        objective = jnp.sum(batch["loss_scale"] * per_row)
+    return objective, metrics
 
 
 def _step(optimizer: optax.GradientTransformation, apply_fn: Callable):
@@ -179,7 +188,7 @@ def format_epoch(epoch: int, epochs: int, seconds: float, logs: dict[str, float]
 # Every other field of Config is part of the cache key (a new one is, until listed here).
 _NOT_COMPILED = ("num_samples", "batch_size", "epochs", "validation_split", "seed", "bucket", "mask_padding",
                  "latent_dim", "model", "cell", "attention_scale", "teacher_forcing", "teacher_forcing_end",
-                 "input_feeding")
+                 "split", "test_split", "split_seed", "input_feeding")
 
 
 def step_settings(config: Config) -> Config:
@@ -218,20 +227,20 @@ def _steps_for(config: Config, model_cfg: ModelConfig):
     )
 
 
-def _check_fit(config: Config, n: int, patience: int | None, checkpoint_every: int) -> int:
-    """Validate the settings; return where validation starts (``split_at``)."""
+def _check_fit(config: Config, data: Dataset, patience: int | None, checkpoint_every: int) -> splits.Sides:
+    """Validate the settings; return the rows of each side (:func:`minis2s.splits.split_rows`)."""
     config.validate()
     if patience is not None and patience <= 0:
         raise ValueError(f"patience must be positive, got {patience}")
     if checkpoint_every <= 0:
         raise ValueError(f"checkpoint_every must be positive, got {checkpoint_every}")
-    split_at = split_train_val(n, config.validation_split)
-    if split_at == 0 or split_at == n:
+    sides = splits.split_rows(config, data.input_texts)
+    if len(sides.train) == 0 or len(sides.val) == 0:
         raise ValueError(
-            f"validation_split={config.validation_split} of {n} samples leaves "
-            f"{split_at} for training and {n - split_at} for validation; both must be non-empty"
+            f"validation_split={config.validation_split} of {len(data)} samples leaves "
+            f"{len(sides.train)} for training and {len(sides.val)} for validation; both must be non-empty"
         )
-    return split_at
+    return sides
 
 
 #: With a progress callback, the one-call epoch runs as at most this many calls (chunks of
@@ -365,19 +374,19 @@ def fit(
         NonFiniteLoss: the training or validation loss became NaN or infinite; nothing of
             that epoch is saved.
     """
-    split_at = _check_fit(config, len(data), patience, checkpoint_every)
+    sides = _check_fit(config, data, patience, checkpoint_every)
     optimizer, train_step, train_epoch, eval_step = _compiled_steps(config, model_config(config, data))
     state = state or initial_state(config, data, optimizer, params)
     mesh = mesh if mesh is not None else parallel.make_mesh(1)
     run_epoch, batches_of = _epoch_runner(config, data, mesh, train_step, train_epoch)
     params, opt_state = parallel.replicate((state.params, state.opt_state), mesh)
-    val_idx = np.arange(split_at, len(data))
+    train_idx, val_idx = sides.train, sides.val  # the seed's: 0 .. split_at-1 and the rest
     val_batches = list(batches_of(val_idx))  # the same every epoch: built and placed once
     saver = callbacks.Saver(out, config, data, checkpoint_extra, save_state, state.epoch)
 
     for epoch in range(state.epoch, config.epochs):
         t0 = time.perf_counter()
-        perm = np.asarray(jax.random.permutation(jax.random.fold_in(state.shuffle_key, epoch), split_at))
+        perm = train_idx[np.asarray(jax.random.permutation(jax.random.fold_in(state.shuffle_key, epoch), len(train_idx)))]
         coins = scheduled.step_extras(  # None: teacher forcing, the seed
             config.teacher_forcing, config.teacher_forcing_end, config.epochs, state.shuffle_key, epoch
         )

@@ -8,7 +8,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from .. import checkpoint, newrun, resources, runlock
+from .. import checkpoint, newrun, resources, runlock, splits
+from ..splits import SPLITS
 from ..run import best_checkpoint, list_checkpoints
 from .. import resume as resume_mod
 from .options import (UsageError, add_model_options, add_show_option, count_or_all, num_samples_value, number,
@@ -36,7 +37,17 @@ def add(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, metavar="N", help=f"default {d.batch_size}")
     p.add_argument("--latent-dim", type=positive_int, metavar="N", help=f"default {d.latent_dim}")
     p.add_argument("--validation-split", type=number(float, 0.0, 1.0, inclusive=False), metavar="F",
-                   help=f"the last fraction F of the pairs is held out for validation (default {d.validation_split})")
+                   help=f"the last fraction F of the pairs is held out for validation (default {d.validation_split}); "
+                        "with --split source, the fraction of English sentences")
+    p.add_argument("--split", choices=SPLITS, default=None,
+                   help="keras: validate on the last lines, as the seed (default); source: every translation of an "
+                        "English sentence on one side, with a test side (minis2s/splits.py)")
+    p.add_argument("--test-split", type=number(float, 0.0, 1.0, inclusive=False), metavar="F",
+                   help=f"with --split source: the fraction of English sentences held out for the test "
+                        f"(default {d.test_split}); `minis2s evaluate --split test` scores them")
+    p.add_argument("--split-seed", type=seed, metavar="N",
+                   help=f"with --split source: the seed of the sides' draw (default {d.split_seed}; "
+                        "independent of --seed, so runs with different seeds share a test set)")
     p.add_argument("--seed", type=seed, help=f"default {d.seed}")
     p.add_argument("--learning-rate", type=number(float, 0.0, inclusive=False), metavar="LR",
                    help=f"RMSprop learning rate (default {d.learning_rate:g})")
@@ -78,13 +89,13 @@ def add(sub) -> None:
     p.set_defaults(func=run)
 
 
-def describe(ds, split_at: int) -> None:
+def describe(ds, sides) -> None:
     print(f"Number of samples: {len(ds)}")
     print(f"Number of unique input tokens: {len(ds.input_vocab)}")
     print(f"Number of unique output tokens: {len(ds.target_vocab)}")
     print(f"Max sequence length for inputs: {ds.max_encoder_seq_length}")
     print(f"Max sequence length for outputs: {ds.max_decoder_seq_length}")
-    print(f"Train on {split_at} samples, validate on {len(ds) - split_at} samples", flush=True)
+    print(splits.describe(sides), flush=True)
 
 
 def load_data(path, num_samples):
@@ -136,7 +147,6 @@ def run(args) -> int:
 def _run(args, held: contextlib.ExitStack) -> int:
     from .. import data as data_mod
     from .. import parallel
-    from ..batching import split_train_val
     from ..config import Config, model_config
 
     start_distributed(args)
@@ -166,6 +176,8 @@ def _run(args, held: contextlib.ExitStack) -> int:
         d = dataclasses.replace(Config(), **TRAIN_DEFAULTS) if args.data == "demo" else Config()
         given = {**_given(args), **{k: getattr(args, k) for k in ("epochs", "learning_rate") if getattr(args, k)}}
         config = dataclasses.replace(d, **given)
+        if config.split != "source" and (args.test_split is not None or args.split_seed is not None):
+            raise UsageError("--test-split and --split-seed need --split source")
         options = {"patience": args.patience, "checkpoint_every": args.checkpoint_every or 1}
         out = Path(args.out or "runs/seed")
         if list_checkpoints(out):
@@ -175,14 +187,14 @@ def _run(args, held: contextlib.ExitStack) -> int:
         path = data_mod.resolve_data(args.data)
         ds = load_data(path, config.num_samples)
         state = None
-        newrun.check_split(len(ds), config.validation_split, config.batch_size)
+        newrun.check_split(config, ds.input_texts)
     resources.check_fits(model_config(config, ds), parallel.padded_batch_size(config.batch_size, mesh),
                          ds.max_encoder_seq_length, ds.max_decoder_seq_length)  # before init
     if writer and not args.resume:  # before any work: the run directory must be writable and ours alone
         newrun.check_writable(out)
         held.enter_context(runlock.hold(out))
         newrun.refuse_existing_run(out)  # another run wrote here after the check above
-    describe(ds, split_train_val(len(ds), config.validation_split))
+    describe(ds, splits.split_rows(config, ds.input_texts))
     return _train_and_report(args, config, ds, path, out, state, options, mesh, writer)
 
 

@@ -28,6 +28,7 @@ from minis2s import data, metrics, train, translate
 from minis2s.run import latest_checkpoint, list_checkpoints
 from minis2s.trained import load_trained
 from minis2s.config import Config
+from minis2s.splits import split_rows
 
 
 def parse_run(spec: str) -> tuple[str, dict]:
@@ -61,10 +62,9 @@ def score_split(trained, inputs: list[str], references: list[str], beam: int) ->
 
 def validation_texts(ds, config: Config, limit: int | None) -> tuple[list[str], list[str]]:
     """The validation inputs and their references without the start and end markers."""
-    split_at = train.split_train_val(len(ds), config.validation_split)
-    hi = len(ds) if limit is None else min(len(ds), split_at + limit)
-    refs = [t.removeprefix(data.START).removesuffix(data.END) for t in ds.target_texts[split_at:hi]]
-    return ds.input_texts[split_at:hi], refs
+    rows = split_rows(config, ds.input_texts).val[:limit]  # the seed's: split_at .. split_at + limit - 1
+    refs = [ds.target_texts[i].removeprefix(data.START).removesuffix(data.END) for i in rows]
+    return [ds.input_texts[i] for i in rows], refs
 
 
 def main() -> None:
