@@ -57,6 +57,7 @@ class Config:
     embed_dim: int = ModelConfig.embed_dim
     ff_dim: int = ModelConfig.ff_dim
     max_positions: int = ModelConfig.max_positions
+    input_feeding: bool = False  # luong: feed the previous attentional vector to the decoder (Luong et al. 3.3)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting that cannot work."""
@@ -82,6 +83,11 @@ class Config:
         probe = models.config_for(dataclasses.replace(self, latent_dim=1), "ab", "ab")  # the smallest such model
         if self.attention_scale and "attention/scale" not in models.param_shapes(probe):
             raise ValueError(f"attention_scale needs a model with attention (e.g. --model luong), not {self.model}")
+        if self.input_feeding:  # a model that uses it widens its decoder's input by H (1 here)
+            plain = models.param_shapes(dataclasses.replace(probe, input_feeding=False))
+            if models.param_shapes(probe).get("decoder/kernel") == plain.get("decoder/kernel"):
+                raise ValueError(f"input_feeding needs a model whose decoder reads its attentional vector "
+                                 f"(e.g. --model luong), not {self.model}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -428,7 +428,8 @@ TRANSFORMER_SIZES = {"layers": 2, "heads": 2, "embed_dim": 8, "ff_dim": 12, "max
 
 def model_loss_problem(latent_dim: int, seed: int, model: str = "seed", cell: str = "lstm",
                        attention_scale: bool = False, grad: str = "bptt",
-                       transformer_sizes: Mapping[str, int] | None = None) -> tuple[Callable, Any, str]:
+                       transformer_sizes: Mapping[str, int] | None = None,
+                       input_feeding: bool = False) -> tuple[Callable, Any, str]:
     """``(loss, params, description)``: the training loss of a tiny random model on a tiny
     random batch (:data:`PROBLEM_SIZES`) as a function of the parameters, for :func:`check_grads`.
     ``transformer_sizes`` override :data:`TRANSFORMER_SIZES` (read by the transformer only)."""
@@ -437,8 +438,8 @@ def model_loss_problem(latent_dim: int, seed: int, model: str = "seed", cell: st
 
     s = PROBLEM_SIZES
     sizes = {**TRANSFORMER_SIZES, **(transformer_sizes or {})}
-    net = models.build(models.ModelConfig(s["v_in"], s["v_out"], latent_dim, model, cell, bool(attention_scale), **sizes),
-                       grad)
+    net = models.build(models.ModelConfig(s["v_in"], s["v_out"], latent_dim, model, cell, bool(attention_scale), **sizes,
+                                          input_feeding=bool(input_feeding)), grad)
     params = net.init(jax.random.PRNGKey(seed))
     rng = np.random.default_rng(seed)
     batch = {
@@ -450,7 +451,8 @@ def model_loss_problem(latent_dim: int, seed: int, model: str = "seed", cell: st
     }
     description = (
         f"loss of a {s['v_in']}->{s['v_out']}-token model, latent_dim {latent_dim}, batch {s['batch']}x{s['t_enc']}"
-        f"->{s['t_dec']}, seed {seed}, model {model}, {cell} cell, {grad} gradient"
+        f"->{s['t_dec']}, seed {seed}, model {model}{' with input feeding' if input_feeding else ''}, {cell} cell, "
+        f"{grad} gradient"
     )
     return (lambda p: loss_fn(p, batch, net.apply)[0]), params, description
 

@@ -188,7 +188,7 @@ def format_epoch(epoch: int, epochs: int, seconds: float, logs: dict[str, float]
 # Every other field of Config is part of the cache key (a new one is, until listed here).
 _NOT_COMPILED = ("num_samples", "batch_size", "epochs", "validation_split", "seed", "bucket", "mask_padding",
                  "latent_dim", "model", "cell", "attention_scale", "teacher_forcing", "teacher_forcing_end",
-                 "split", "test_split", "split_seed")
+                 "split", "test_split", "split_seed", "input_feeding")
 
 
 def step_settings(config: Config) -> Config:

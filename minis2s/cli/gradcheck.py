@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .options import SEED_MAX, add_model_options, count_or_all, number, positive_int
+from .options import SEED_MAX, UsageError, add_model_options, count_or_all, number, positive_int
 
 
 def add(sub) -> None:
@@ -42,11 +42,18 @@ def add(sub) -> None:
 
 
 def run(args) -> int:
+    from ..config import Config
     from ..gradcheck import TRANSFORMER_SIZES, check_grads, model_loss_problem, problem_step
 
+    if args.input_feeding:  # a model that has no use for it would silently check another model
+        try:
+            Config(model=args.model, cell=args.cell, input_feeding=True).validate()
+        except ValueError as e:
+            raise UsageError(f"--input-feeding: {e}") from None
     loss, params, description = model_loss_problem(args.latent_dim, args.seed, args.model, args.cell,
                                                    bool(args.attention_scale), args.grad,
-                                                   {name: getattr(args, name) for name in TRANSFORMER_SIZES})
+                                                   {name: getattr(args, name) for name in TRANSFORMER_SIZES},
+                                                   bool(args.input_feeding))
     print(f"gradcheck: {description}")
     entries = "all" if str(args.entries) == "all" else args.entries
     report = check_grads(loss, params, entries=entries, directions=args.directions, rtol=args.rtol,

@@ -98,7 +98,7 @@ def num_samples_value(v):
 
 
 def add_model_options(p, default_model: str | None = None, default_cell: str | None = None) -> None:
-    """``--model``, ``--cell`` and ``--attention-scale``, their choices read from the registries."""
+    """``--model``, ``--cell``, ``--attention-scale`` and ``--input-feeding``, their choices read from the registries."""
     from ..cells import CELLS
     from ..models import MODELS
 
@@ -109,6 +109,9 @@ def add_model_options(p, default_model: str | None = None, default_cell: str | N
     p.add_argument("--attention-scale", action="store_true", default=None,
                    help="luong: learn a scalar on the attention scores, Keras Attention(use_scale=True) "
                    "(default: off, as Attention())")
+    p.add_argument("--input-feeding", action="store_true", default=None,
+                   help="luong: feed the previous attentional vector to the decoder beside the previous "
+                   "character (Luong et al. 2015, 3.3; default: off)")
 
 
 def add_decoding_options(p) -> None:

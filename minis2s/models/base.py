@@ -36,7 +36,8 @@ class ModelConfig:
     """Sizes and kind of a model: vocabularies come from the data, the rest from the user.
 
     ``model`` names an entry of :data:`minis2s.models.MODELS`, ``cell`` one of
-    :data:`minis2s.cells.CELLS`. Models without attention ignore ``attention_scale``.
+    :data:`minis2s.cells.CELLS`. Models without attention ignore ``attention_scale``; models other than luong ignore
+    ``input_feeding`` (:meth:`minis2s.config.Config.validate` rejects both there).
     """
 
     num_encoder_tokens: int
@@ -51,6 +52,7 @@ class ModelConfig:
     embed_dim: int = 128  # d, the width of every block
     ff_dim: int = 512  # F, the feed-forward's hidden width
     max_positions: int = 128  # P, learned positions: the longest encoder input or decoded output
+    input_feeding: bool = False  # luong: the previous attentional vector joins the decoder's input
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,12 @@ One command, one data set, batch 64, the seed model (latent 256), measured in on
     python scripts/benchmarks/bench.py --quick          # a small corpus, ~1 minute: a smoke test
     python scripts/benchmarks/bench.py profile          # where a step's time goes (one-core CPU time)
     python scripts/benchmarks/bench.py decode [ARGS]    # the decoding benchmark (scripts/benchmarks/bench_decode.py)
-    python scripts/benchmarks/bench.py --attention      # only the attention rows: seed, luong, bahdanau, PyTorch bahdanau
+    python scripts/benchmarks/bench.py --attention      # only the attention rows: seed, luong (+ input feeding), bahdanau, PyTorch bahdanau
     python scripts/benchmarks/bench.py --transformer    # only the transformer rows: minis2s and PyTorch
 
 The attention rows (``--attention``, or name them in ``--variants``): ``minis2s-luong`` and
-``minis2s-bahdanau`` train the registered models (``minis2s-luong`` is skipped while
+``minis2s-bahdanau`` train the registered models, ``minis2s-luong-feed`` luong with input
+feeding (``--input-feeding``) (``minis2s-luong`` is skipped while
 ``luong`` is not in ``minis2s.models.MODELS``); ``torch-bahdanau`` is the same Bahdanau
 model written as the PyTorch seq2seq tutorial writes it, a Python loop over decoder steps
 with an ``LSTMCell`` and the additive attention, whose attention module projects the keys
@@ -60,7 +61,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARED_FRA = ROOT.parent / "shared" / "data" / "fra-eng" / "fra.txt"
 MARK = "@@BENCH "
 VARIANTS = ("minis2s-bptt", "minis2s-autodiff", "keras-jax", "torch", "minis2s-gru", "torch-gru")
-ATTENTION_VARIANTS = ("minis2s-bptt", "minis2s-luong", "minis2s-bahdanau", "torch-bahdanau", "torch-bahdanau-hoisted")
+ATTENTION_VARIANTS = ("minis2s-bptt", "minis2s-luong", "minis2s-luong-feed", "minis2s-bahdanau", "torch-bahdanau",
+                      "torch-bahdanau-hoisted")
+FEED = "minis2s-luong-feed"  # luong with input feeding (ModelConfig.input_feeding)
 TRANSFORMER_VARIANTS = ("minis2s-transformer", "torch-transformer")
 GRADS = ("bptt", "autodiff")  # minis2s-<grad>: the seed with that LSTM gradient; minis2s-<model>: a registered model
 
@@ -141,17 +144,18 @@ def _rss_mb() -> float:
 class MinisWorker:
     """minis2s as ``fit`` runs it: on-device epoch runner, then the validation loop.
     ``cell="gru"``: the seed model with the GRU (hand-derived backward) in place of the LSTM;
-    ``model="luong"`` or ``"bahdanau"``: that registered model.
+    ``model="luong"`` or ``"bahdanau"``: that registered model; ``input_feeding``: luong's.
     """
 
-    def __init__(self, args, ds, grad: str, cell: str = "lstm", model: str = "seed"):
+    def __init__(self, args, ds, grad: str, cell: str = "lstm", model: str = "seed", input_feeding: bool = False):
         import jax
         import numpy as np
 
         from minis2s import models, train
 
         self.jax, self.np, self.train = jax, np, train
-        cfg = train.Config(batch_size=args.batch_size, latent_dim=args.latent_dim, grad=grad, cell=cell, model=model)
+        cfg = train.Config(batch_size=args.batch_size, latent_dim=args.latent_dim, grad=grad, cell=cell, model=model,
+                           input_feeding=input_feeding)
         self.cfg, self.ds = cfg, ds
         n = len(ds)
         self.split_at = train.split_train_val(n, cfg.validation_split)
@@ -544,6 +548,8 @@ def worker_main(args) -> int:
         w = MinisWorker(args, ds, "bptt", cell="gru")
     elif kind.removeprefix("minis2s-") in GRADS:
         w = MinisWorker(args, ds, kind.removeprefix("minis2s-"))
+    elif kind == FEED:
+        w = MinisWorker(args, ds, "bptt", model="luong", input_feeding=True)
     elif kind.startswith("minis2s-"):
         w = MinisWorker(args, ds, "bptt", model=kind.removeprefix("minis2s-"))
     elif kind == "keras-jax":
@@ -625,7 +631,7 @@ def available(name: str) -> bool:
     if name.startswith("minis2s-") and name.removeprefix("minis2s-") not in (*GRADS, "gru"):
         from minis2s import models
 
-        return name.removeprefix("minis2s-") in models.MODELS
+        return ("luong" if name == FEED else name.removeprefix("minis2s-")) in models.MODELS
     if name == "torch-transformer" and not available("minis2s-transformer"):
         return False
     mod = {"keras-jax": "keras", "torch": "torch", "torch-gru": "torch", "torch-bahdanau": "torch",
