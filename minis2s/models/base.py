@@ -45,7 +45,10 @@ class ModelConfig:
     model: str = "seed"
     cell: str = cells.DEFAULT
     attention_scale: bool = False  # luong: Keras Attention(use_scale=True), a learnt scalar on the scores
-    # The transformer's sizes (minis2s/models/transformer.py; the other models ignore them):
+    # The transformer's sizes (minis2s/models/transformer.py; the other models ignore them).
+    # Chosen side by side on the seed recipe's 10,000 pairs, 5 epochs each (val_loss at epoch
+    # 5): layers 2 / d 128 / F 512: 0.508; one layer: 0.551; d 64 / F 256: 0.539 (about
+    # 1.3x faster per epoch than the chosen sizes); 4 heads in all three.
     layers: int = 2  # blocks on each side
     heads: int = 4  # attention heads, each of embed_dim / heads
     embed_dim: int = 128  # d, the width of every block

@@ -18,6 +18,11 @@ whole padded prefix at every step, the keras-io example's loop (the encoder runs
 both). Both loops are one jitted ``lax.scan``, and both emit the same characters.
 
     PYTHONPATH=$PWD python scripts/benchmarks/bench_decode.py --transformer
+
+Measured (2 shared CPU cores, load average 9-10, default sizes, 5 repeats): the cache
+6.4 ms/sentence against 60.6 ms at batch 1 (9.5x; 6.6x in an earlier run), 11.3x at
+batch 64 and 10.8x at batch 256. At batch 1 both loops are bound by per-operation overhead
+rather than arithmetic, so the ratio there moves most with the machine's load.
 """
 
 from __future__ import annotations
