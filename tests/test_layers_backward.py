@@ -44,8 +44,8 @@ def test_layer_norm_backward_matches_autodiff_and_finite_differences_float64():
         def loss(f):
             return lambda p, x: jnp.sum(w * jnp.sin(f(p, x)))
 
-        ours = jax.grad(loss(layernorm.layer_norm), argnums=(0, 1))(params, x)
-        ref = jax.grad(loss(layernorm.layer_norm_autodiff), argnums=(0, 1))(params, x)
+        ours = jax.jit(jax.grad(loss(layernorm.layer_norm), argnums=(0, 1)))(params, x)
+        ref = jax.jit(jax.grad(loss(layernorm.layer_norm_autodiff), argnums=(0, 1)))(params, x)
         _close(ours, ref)
         np.testing.assert_allclose(layernorm.layer_norm(params, x), layernorm.layer_norm_autodiff(params, x),
                                    rtol=0, atol=1e-14)
@@ -53,7 +53,7 @@ def test_layer_norm_backward_matches_autodiff_and_finite_differences_float64():
         f = lambda x: loss(layernorm.layer_norm)(params, x)  # noqa: E731
         eps = 1e-6
         steps = eps * jnp.eye(x.size, dtype=jnp.float64).reshape(x.size, *x.shape)
-        fd = (jax.vmap(f)(x + steps) - jax.vmap(f)(x - steps)) / (2 * eps)
+        fd = jax.jit(lambda x: (jax.vmap(f)(x + steps) - jax.vmap(f)(x - steps)) / (2 * eps))(x)
         np.testing.assert_allclose(np.asarray(ours[1]).ravel(), np.asarray(fd), rtol=1e-7, atol=1e-8)
 
 
@@ -82,8 +82,8 @@ def test_attention_backward_matches_autodiff_and_finite_differences_float64():
                 return jnp.sum(w_o * jnp.tanh(o)) + jnp.sum(w_a * a * a)
             return g
 
-        ours = jax.grad(loss(mha.scaled_dot_product_attention), argnums=(0, 1, 2))(q, k, v)
-        ref = jax.grad(loss(mha.scaled_dot_product_attention_autodiff), argnums=(0, 1, 2))(q, k, v)
+        ours = jax.jit(jax.grad(loss(mha.scaled_dot_product_attention), argnums=(0, 1, 2)))(q, k, v)
+        ref = jax.jit(jax.grad(loss(mha.scaled_dot_product_attention_autodiff), argnums=(0, 1, 2)))(q, k, v)
         _close(ours, ref)
         o1, a1 = mha.scaled_dot_product_attention(q, k, v, mask)
         o2, a2 = mha.scaled_dot_product_attention_autodiff(q, k, v, mask)
@@ -96,7 +96,7 @@ def test_attention_backward_matches_autodiff_and_finite_differences_float64():
         f = lambda z: loss(mha.scaled_dot_product_attention)(*unravel(z))  # noqa: E731
         eps = 1e-6
         steps = eps * jnp.eye(flat.size, dtype=jnp.float64)
-        fd = (jax.vmap(f)(flat + steps) - jax.vmap(f)(flat - steps)) / (2 * eps)
+        fd = jax.jit(lambda z: (jax.vmap(f)(z + steps) - jax.vmap(f)(z - steps)) / (2 * eps))(flat)
         np.testing.assert_allclose(ravel_pytree(ours)[0], fd, rtol=1e-7, atol=1e-8)
 
 
@@ -115,8 +115,8 @@ def test_multi_head_attention_gradients_match_autodiff_float64():
                 return jnp.sum(jnp.tanh(y) * y)
             return g
 
-        ours = jax.grad(loss(mha.scaled_dot_product_attention), argnums=(0, 1))(params, x)
-        ref = jax.grad(loss(mha.scaled_dot_product_attention_autodiff), argnums=(0, 1))(params, x)
+        ours = jax.jit(jax.grad(loss(mha.scaled_dot_product_attention), argnums=(0, 1)))(params, x)
+        ref = jax.jit(jax.grad(loss(mha.scaled_dot_product_attention_autodiff), argnums=(0, 1)))(params, x)
         # the key bias gradient is exactly 0 in exact arithmetic (a shift of each score row)
         ours[0]["key"]["bias"] = ref[0]["key"]["bias"] = jnp.ones(1, jnp.float64)
         _close(ours, ref)

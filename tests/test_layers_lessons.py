@@ -160,3 +160,20 @@ def test_figure_weights_are_what_decoding_saw():
     for t in range(dec.shape[1]):
         _, state, extra = step(params, memory, dec[:, t], state)
         np.testing.assert_allclose(extra["attention"], weights[:, :, t].mean(1), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_figure_script_draws_a_trained_transformer(tmp_path):
+    """scripts/lessons/transformer_heads.py end to end: a tiny transformer trained for two epochs
+    on the demo corpus, then one panel per head and their mean written as a PNG."""
+    from tests.conftest import require_module, run_cli
+
+    require_module("matplotlib")
+    run = tmp_path / "run"
+    done = run_cli("train", "--model", "transformer", "--data", "demo", "--epochs", "2", "--layers", "1",
+                   "--heads", "2", "--embed-dim", "8", "--ff-dim", "16", "--out", str(run), "--quiet")
+    assert done.returncode == 0, done.stderr
+    heads = load_script("lessons/transformer_heads")
+    out = tmp_path / "heads.png"
+    assert heads.main([str(run), "--sentence", "I see.", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
