@@ -31,9 +31,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from minis2s import models, train  # noqa: E402
-from minis2s.convert import ConversionError  # noqa: E402
-from minis2s.convert_transformer import (  # noqa: E402
-    from_keras_transformer, keras_transformer_model, to_keras_transformer,
+from minis2s.convert import (  # noqa: E402
+    ConversionError, from_keras_transformer, keras_transformer_model, to_keras_transformer,
 )
 
 RTOL = 1e-6
