@@ -58,6 +58,7 @@ from .model import ModelConfig, param_shapes
 __all__ = [
     "ConversionError", "LAYERS", "cell_of", "find_keras_layers", "from_keras", "from_keras_model",
     "from_weights_file", "keras_luong_model", "keras_seed_model", "LUONG_LAYERS", "to_keras",
+    "from_keras_transformer", "keras_transformer_model", "to_keras_transformer",
 ]
 
 LAYERS = ("encoder", "decoder", "dense")  # the seed's layers
@@ -454,3 +455,7 @@ def from_keras(source: Any, layer_names: Mapping[str, str] | None = None) -> dic
             raise ConversionError(f"{path}: Keras could not load it ({type(e).__name__}: {e})") from None
         return from_keras_model(model, layer_names)
     raise ConversionError(f"{path}: expected a .keras, .weights.h5 or .h5 file")
+
+
+# The transformer's Keras model and weights, in their own module (names copied by path).
+from .convert_transformer import from_keras_transformer, keras_transformer_model, to_keras_transformer  # noqa: E402

@@ -14,6 +14,7 @@ its projections as ``(d, h, d_k)`` kernels and ``(h, d_k)`` biases, as :mod:`min
 does. :func:`to_keras_transformer` writes parameters into such a model,
 :func:`from_keras_transformer` reads them out. (Saving the Keras model as ``.keras`` needs
 :func:`positional_embedding_layer`'s class registered; only model objects are converted here.)
+:mod:`minis2s.convert` re-exports the three public functions.
 """
 
 from __future__ import annotations

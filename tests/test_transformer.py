@@ -50,6 +50,14 @@ def test_cached_decode_steps_equal_apply_at_every_position(params):
     assert np.all(attention[1, :, 2:] == 0.0) and np.all(attention[2, :, 1:] == 0.0)
 
 
+def test_a_step_past_the_learned_positions_is_nan_not_the_last_row(params):
+    model = models.build(CONFIG)
+    memory, state = model.encode(params, jnp.zeros((1, 4), jnp.int32), jnp.array([4]))
+    state = (jnp.array([CONFIG.max_positions], jnp.int32), *state[1:])
+    probs, _, _ = model.decode_step(params, memory, jnp.zeros((1,), jnp.int32), state)
+    assert np.all(np.isnan(np.asarray(probs)))
+
+
 def test_state_is_batch_first_for_beam_search(params):
     memory, state = models.build(CONFIG).encode(params, jnp.zeros((3, 4), jnp.int32), jnp.array([4, 2, 1]))
     assert all(a.shape[0] == 3 for a in jax.tree.leaves((memory, state)))

@@ -121,3 +121,10 @@ def test_bench_decode_compares_the_cache_with_re_running_the_decoder(tmp_path):
     result = json.loads(out.read_text())
     assert set(result) == {"batch1", "batch3"}
     assert all(r["same"] and r["cached_ms"] > 0 and r["rerun_ms"] > 0 for r in result.values())  # same characters
+
+
+def test_scheduled_sampling_trains_through_the_cached_decoder(tmp_path):
+    out = tmp_path / "run"
+    assert cli.main(["train", *ARGS, "--epochs", "1", "--teacher-forcing", "0.5", "--quiet", "--out", str(out)]) == 0
+    history = json.loads((out / HISTORY_FILE).read_text())
+    assert np.isfinite(history["loss"][0]) and np.isfinite(history["val_loss"][0])

@@ -133,10 +133,16 @@ def embed_tokens(table: jax.Array, tokens: jax.Array) -> jax.Array:
 
 
 def positional_embedding(params: Block, tokens: jax.Array, start: int | jax.Array = 0) -> jax.Array:
-    """``E_tok[y_t] + E_pos[start + t]``: ``(B, T) -> (B, T, d)``; ``start`` a scalar or ``(B,)``."""
+    """``E_tok[y_t] + E_pos[start + t]``: ``(B, T) -> (B, T, d)``; ``start`` a scalar or ``(B,)``.
+
+    A position past the learned ones reads NaN, not the last row (JAX's default clamp): a
+    decoding or training loop that runs too far is poisoned, never silently wrong (the
+    callers refuse such lengths up front where they know them, :func:`check_length`)."""
     t = tokens.shape[1]
     positions = jnp.asarray(start)[..., None] + jnp.arange(t)  # (T,) or (B, T)
-    return embed_tokens(params["token"]["embeddings"], tokens) + params["position"]["embeddings"][positions]
+    table = params["position"]["embeddings"]
+    return embed_tokens(params["token"]["embeddings"], tokens) + jnp.take(table, positions, axis=0, mode="fill",
+                                                                          fill_value=jnp.nan)
 
 
 def feed_forward(block: Block, x: jax.Array) -> jax.Array:
@@ -233,8 +239,8 @@ def encode(params: Params, tokens: jax.Array, lengths: jax.Array, config: ModelC
 def _write(buffer: jax.Array, row: jax.Array, position: jax.Array) -> jax.Array:
     """``buffer (B, P, h, d_k)`` with ``row (B, 1, h, d_k)`` written at each row's ``position (B,)``.
 
-    A select, not a scatter: on CPU XLA fuses it into one pass over the buffer, which
-    measured faster than a batched ``dynamic_update_slice`` (a scatter) per step."""
+    A select over the buffer (each row may sit at its own position), rather than a batched
+    ``dynamic_update_slice``, which XLA lowers to a scatter."""
     here = (jnp.arange(buffer.shape[1])[None, :] == position[:, None])[:, :, None, None]  # (B, P, 1, 1)
     return jnp.where(here, row, buffer)
 

@@ -18,6 +18,12 @@ whole padded prefix at every step, the keras-io example's loop (the encoder runs
 both). Both loops are one jitted ``lax.scan``, and both emit the same characters.
 
     PYTHONPATH=$PWD python scripts/benchmarks/bench_decode.py --transformer
+
+Measured (2 shared CPU cores, load average 4, default sizes, 5 repeats): the cache 2.7
+ms/sentence against 26.3 ms at batch 1 (9.8x), 2.0 against 23.0 ms at batch 64 (11.7x), 3.2
+against 34.2 ms at batch 256 (10.8x). At batch 1 both loops are bound by per-operation
+overhead rather than arithmetic, so the ratio there moves most with the machine's load
+(6.6x to 9.5x at load average 9-10).
 """
 
 from __future__ import annotations
