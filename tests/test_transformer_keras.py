@@ -54,10 +54,14 @@ def relative(ours, keras_value) -> float:
 @pytest.fixture(scope="module", autouse=True)
 def float64():
     """Keras and JAX in float64 for this module; both settings restored after it."""
-    x64, floatx = jax.config.jax_enable_x64, keras.config.floatx()
+    x64, floatx, policy = jax.config.jax_enable_x64, keras.config.floatx(), keras.config.dtype_policy()
     jax.config.update("jax_enable_x64", True)
     keras.config.set_floatx("float64")
+    # The global dtype policy is made from floatx once and kept: after another module built
+    # Keras layers it would stay float32, and so would the layers built here.
+    keras.config.set_dtype_policy("float64")
     yield
+    keras.config.set_dtype_policy(policy)
     keras.config.set_floatx(floatx)
     jax.config.update("jax_enable_x64", x64)
 
@@ -125,7 +129,8 @@ def test_weights_round_trip_through_keras(keras_model, params0):
     flat = lambda t: {"/".join(str(k.key) for k in p): np.asarray(a) for p, a in jax.tree_util.tree_flatten_with_path(t)[0]}  # noqa: E731
     ours, theirs = flat(params0), flat(back)
     assert ours.keys() == theirs.keys()
-    assert all(np.array_equal(ours[k], theirs[k]) for k in ours)
+    differ = [(k, ours[k].dtype, theirs[k].dtype) for k in ours if not np.array_equal(ours[k], theirs[k])]
+    assert not differ, differ[:5]
     wrong = jax.tree.map(lambda a: a, params0)
     wrong["dense"]["bias"] = wrong["dense"]["bias"][:-1]
     with pytest.raises(ConversionError, match="dense/bias has shape"):
