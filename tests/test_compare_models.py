@@ -67,3 +67,19 @@ def test_cpu_minutes_stops_a_run_at_its_budget_and_a_rerun_keeps_the_curve(two_c
     assert minutes == sorted(minutes) and len(set(minutes)) == 6
     cpu = json.loads((out / "tiny" / "cpu.json").read_text())
     assert sorted(map(int, cpu)) == [1, 2, 3, 4, 5, 6]
+
+
+def test_plot_curves_draws_and_tabulates_what_it_is_given(tmp_path, monkeypatch, capsys):
+    from tests.conftest import load_script, require_module
+
+    require_module("matplotlib")  # skips outside CI where it is absent, fails in CI
+    pc = load_script("benchmarks/plot_curves")
+    curves = {"a": [{"epoch": 2, "val_loss": 1.5, "chrf": 10.0, "cpu_minutes": 3.25},
+                    {"epoch": 4, "val_loss": 1.25, "chrf": 12.5, "cpu_minutes": 6.5}],
+              "b": [{"epoch": 2, "val_loss": 1.0, "chrf": 20.0}]}  # no CPU minutes: left out of that plot
+    (tmp_path / "curves.json").write_text(json.dumps(curves))
+    monkeypatch.setattr(sys, "argv", ["plot_curves.py", str(tmp_path / "curves.json"), "--out", str(tmp_path / "c.png")])
+    pc.main()
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[2:] == ["| a | 3.2 | 2 | 1.5000 | 10.0 |", "| a | 6.5 | 4 | 1.2500 | 12.5 |"]
+    assert (tmp_path / "c.png").stat().st_size > 1000
