@@ -111,7 +111,7 @@ def test_gradient_matches_float64_finite_differences_on_every_leaf(cell):
     assert len(report.leaves) == 11 and report.max_rel_err < 1e-7
 
 
-@pytest.mark.parametrize("path", split_tiers(["projected", "plain"], fast=(0,)))
+@pytest.mark.parametrize("path", split_tiers(["projected", "plain"], fast=(1,)))
 def test_rematerialised_backward_equals_the_stored_one(path):
     """apply(remat=True), the default, recomputes each step's element-wise work in the
     backward pass; plain autodiff with everything stored is its oracle (float64)."""
@@ -227,6 +227,7 @@ def test_decode_step_is_one_step_of_apply_on_both_paths():
     np.testing.assert_allclose(np.asarray(plain.apply(params, batch)), probs, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # ~4 s; beam against the plain search stays in the fast tier (test_search_attention.py)
 def test_greedy_and_beam_decode_with_attention():
     model = models.build(models.ModelConfig(V_IN, V_OUT, 8, "bahdanau"))
     params = model.init(jax.random.PRNGKey(8))

@@ -139,6 +139,7 @@ def test_section_17_ends_with_exercises_and_hints():
     assert len(items) >= 3 and all("*Hint:*" in item for item in items)
 
 
+@pytest.mark.slow  # ~4 s: the figure's weights against a decode, a lesson not a module's oracle
 def test_figure_weights_are_what_decoding_saw():
     """scripts/lessons/transformer_heads.py: the per-head weights of the teacher-forced pass,
     averaged over the heads, equal the cached decode_step's weights (its ``extra``) step by step;

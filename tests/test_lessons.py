@@ -135,6 +135,7 @@ def forget_gate_at_init(forget_bias: float) -> float:
     return float(c[0, 0])
 
 
+@pytest.mark.slow  # ~5 s: docs/math.md's initialisation table, recomputed
 def test_initialisation_numbers():
     shapes = model.param_shapes(model.ModelConfig(70, 93, 256))
     for layer in ("encoder", "decoder"):

@@ -163,6 +163,7 @@ def _sequence_logprob(model, params, batch, tokens, n, start):
     return float(np.sum(np.log(probs[np.arange(n), tokens[:n]])))
 
 
+@pytest.mark.slow  # ~8 s of compiling three searches; the CLI runs them too (test_luong_feed_cli.py)
 def test_greedy_beam_and_sampling_decode_with_input_feeding():
     model = models.build(dataclasses.replace(config(latent=8)))
     params = model.init(jax.random.PRNGKey(8))

@@ -67,6 +67,7 @@ def test_a_source_keeps_its_side_whatever_lines_are_loaded():
     assert {texts[i] for i in other.test} != test_sources
 
 
+@pytest.mark.slow  # a training
 def test_fit_trains_on_the_training_side_and_validates_on_the_validation_side(monkeypatch):
     pairs = [(f"w{i % 40}.", f"m{i}.") for i in range(80)]  # 40 sources, two translations each
     ds = build_dataset([e for e, _ in pairs], [START + f + END for _, f in pairs])

@@ -50,6 +50,7 @@ def test_cached_decode_steps_equal_apply_at_every_position(params):
     assert np.all(attention[1, :, 2:] == 0.0) and np.all(attention[2, :, 1:] == 0.0)
 
 
+@pytest.mark.slow  # ~4 s: a whole decode step compiled for one NaN check
 def test_a_step_past_the_learned_positions_is_nan_not_the_last_row(params):
     model = models.build(CONFIG)
     memory, state = model.encode(params, jnp.zeros((1, 4), jnp.int32), jnp.array([4]))

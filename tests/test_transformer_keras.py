@@ -68,13 +68,26 @@ def float64():
 
 @pytest.fixture(scope="module")
 def params0(float64):
-    """minis2s' initialisation with every zero-initialised bias and LayerNorm made random,
-    so each of their paths is really compared."""
-    params = models.build(CONFIG).init(jax.random.PRNGKey(3))
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(jax.random.PRNGKey(4), len(leaves))
-    leaves = [jnp.asarray(a, jnp.float64) + 0.1 * jax.random.normal(k, a.shape, jnp.float64) for a, k in zip(leaves, keys)]
-    return jax.tree_util.tree_unflatten(treedef, leaves)
+    """Random float64 weights in the tree ``init`` makes (its shapes only, traced, not run:
+    compiling the initialisers' random draws would cost seconds), at the scales Keras'
+    initialisers give, plus noise, so every zero bias and unit LayerNorm scale is random
+    too and each of their paths is really compared."""
+    shapes = jax.eval_shape(models.build(CONFIG).init, jax.random.PRNGKey(3))
+    rng = np.random.default_rng(3)
+
+    def draw(path, leaf):
+        name = path[-1].key
+        if name == "gamma":
+            base = np.ones(leaf.shape)
+        elif name in ("kernel", "embeddings"):
+            fan_in, fan_out = leaf.shape[0], int(np.prod(leaf.shape[1:]))
+            limit = 0.05 if name == "embeddings" else np.sqrt(6.0 / (fan_in + fan_out))  # glorot uniform
+            base = rng.uniform(-limit, limit, leaf.shape)
+        else:  # biases and beta: zeros in Keras
+            base = np.zeros(leaf.shape)
+        return jnp.asarray(base + 0.1 * rng.standard_normal(leaf.shape), jnp.float64)
+
+    return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 @pytest.fixture(scope="module")
