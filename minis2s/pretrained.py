@@ -150,8 +150,8 @@ def load_pretrained(name: str = DEFAULT, root: str | os.PathLike | None = None,
     except PretrainedError:
         raise
     except CheckpointError as e:
-        raise PretrainedError(f"{e} (the shipped model {name!r}); reinstall minis2s "
-                              f"(pip install --force-reinstall minis2s) or export it again with {SHIP_COMMAND}") from None
+        raise PretrainedError(f"{e} (the shipped model {name!r}); reinstall minis2s (pip install "
+                              f"--force-reinstall minis2s) or export it again with {SHIP_COMMAND}") from None
 
 
 def parameter_count(params: dict) -> int:
@@ -221,7 +221,8 @@ def export(source: str | os.PathLike, name: str = DEFAULT, root: str | os.PathLi
     chosen = trained_mod.resolve(source)
     params, manifest = run.load_model(chosen)  # verified, shapes checked against the config
     if "config" not in manifest or "input_chars" not in manifest:
-        raise CheckpointError(f"{chosen}: not a trained model's checkpoint (its manifest has no config or vocabularies)")
+        raise CheckpointError(f"{chosen}: not a trained model's checkpoint (its manifest has no config or "
+                              "vocabularies)")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f"{TMP_PREFIX}{name}."))
     try:

@@ -9,9 +9,12 @@ model the package really ships: it skips while none is shipped, and fails under 
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import fnmatch
 import hashlib
 import json
+import shlex
 import shutil
 import subprocess
 import tomllib
@@ -25,7 +28,7 @@ from minis2s.cli import build_parser
 from minis2s.config import make_optimizer
 from tests._cli import run
 from tests._tiny_model import tiny_model
-from tests.conftest import DEMO, ROOT, assert_trees_equal, missing
+from tests.conftest import DEMO, ROOT, assert_trees_equal, load_script, missing, require_module
 
 MAX_BYTES = 10 * 1024 * 1024  # the issue's ceiling for a model inside the package
 
@@ -229,3 +232,81 @@ def test_shipped_model_loads_and_checksum_holds():
     size = (folder / "manifest.json").stat().st_size + (folder / "params.npz").stat().st_size
     assert size == card["file_bytes"] <= MAX_BYTES
     assert trained.config.model == card["model"]
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory) -> Path:
+    """The tiny model's parameters saved as a run trained with ``--split source`` (the split
+    only decides which rows score it; the shapes do not depend on it), so it has a test side."""
+    params, ds, config, history = tiny_model()
+    config = dataclasses.replace(config, split="source")
+    out = tmp_path_factory.mktemp("source-run")
+    epochs = len(history["loss"])
+    state = run_mod.TrainState(params, make_optimizer(config).init(params), epochs, history,
+                               np.zeros(2, np.uint32), min(history["val_loss"]), epochs, 0)
+    run_mod.save_state(out, state, config, ds, extra={"data": {"path": str(DEMO)}, "options": {"patience": 5}})
+    return out
+
+
+def _config_of_train_command(command: str):
+    """The Config ``minis2s train`` builds from ``command``, as minis2s/cli/train.py builds it."""
+    from minis2s.cli import train as train_cli
+    from minis2s.config import Config
+    from minis2s.demo_corpus import TRAIN_DEFAULTS
+
+    words = shlex.split(command)
+    assert words[:2] == ["minis2s", "train"]
+    args = build_parser().parse_args(words[1:])
+    base = dataclasses.replace(Config(), **TRAIN_DEFAULTS) if args.data == "demo" else Config()
+    given = {**train_cli._given(args), **{k: getattr(args, k) for k in ("epochs", "learning_rate") if getattr(args, k)}}
+    return dataclasses.replace(base, **given), args
+
+
+def test_ship_and_card_scripts_write_a_card_of_measured_numbers(source_run, tmp_path, capsys, monkeypatch):
+    sacrebleu = require_module("sacrebleu")
+    ship, card_script = load_script("ship_model"), load_script("model_card")
+    assert ship.main([str(source_run), "--name", "m", "--root", str(tmp_path)]) == 0
+    folder = tmp_path / "m"
+    assert card_script.main(["--name", "m", "--root", str(tmp_path), "--data", str(DEMO), "--cpu-hours", "1.25"]) == 0
+    capsys.readouterr()
+    card = json.loads((folder / "card.json").read_text())
+    text = (folder / "MODEL_CARD.md").read_text()
+    assert card["manifest_sha256"] == _sha256(folder / "manifest.json") and card["manifest_sha256"] in text
+    assert card["file_bytes"] == (folder / "manifest.json").stat().st_size + (folder / "params.npz").stat().st_size
+    with np.load(folder / "params.npz") as z:
+        assert card["parameters"] == sum(z[k].size for k in z.files)
+    assert card["cpu_hours"] == 1.25 and "1.25 CPU hours" in text and "CC-BY 2.0 (France)" in text
+    # the training command builds the recorded config when minis2s train parses it
+    config, args = _config_of_train_command(card["training_command"])
+    assert config.to_dict() == json.loads((folder / "manifest.json").read_text())["config"]
+    assert args.patience == 5 and args.data == "pairs.txt"
+    # the greedy scores, recomputed by sacreBLEU from the TSV evaluate --pretrained writes
+    monkeypatch.setattr(pretrained, "ROOT", tmp_path)  # the CLI's shipped model is this one
+    monkeypatch.setattr(pretrained, "DEFAULT", "m")
+    rc, out, err = run(["evaluate", "--pretrained", "--data", str(DEMO), "--split", "test", "--show", "0",
+                        "--out", str(tmp_path / "t.tsv")])
+    assert rc == 0, err
+    with open(tmp_path / "t.tsv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    first: dict[str, tuple[str, list[str]]] = {}
+    for r in rows:
+        first.setdefault(r["source"], (r["hypothesis"], r["references"].split(" ||| ")))
+    hyps = [h for h, _ in first.values()]
+    width = max(len(refs) for _, refs in first.values())
+    streams = [[refs[i] if i < len(refs) else None for _, refs in first.values()] for i in range(width)]
+    greedy = card["scores"]["greedy"]
+    assert greedy["chrf_multi"] == pytest.approx(sacrebleu.CHRF().corpus_score(hyps, streams).score, abs=1e-9)
+    assert greedy["bleu_multi"] == pytest.approx(sacrebleu.BLEU().corpus_score(hyps, streams).score, abs=1e-9)
+    assert card["test"] == {"sentences": len(rows), "sources": len(first), "limit": None, "skipped": 0,
+                            "references": sum(len(refs) for _, refs in first.values())}
+    assert sum(b["sources"] for b in card["by_length"]) == len(first)
+    assert 0 < len(card["worst"]) <= 5 and all(w["source"] in first and len(w["source"]) <= 30 for w in card["worst"])
+    assert list(card["scores"]) == ["greedy", "beam 4"]
+
+
+def test_ship_script_refuses_a_missing_checkpoint_in_one_line(tmp_path, capsys):
+    rc = load_script("ship_model").main([str(tmp_path / "nothing"), "--root", str(tmp_path / "root")])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == ""
+    assert err == f"ship_model.py: error: {tmp_path / 'nothing'}: no such checkpoint directory\n"
+    assert not (tmp_path / "root" / "fra-eng").exists()

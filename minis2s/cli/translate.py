@@ -142,7 +142,7 @@ def run(args) -> int:
                              "attention weights to plot; train one with --model luong")
         plot._import_pyplot()
         png = plot.png_path(args.attention_plot)
-    if args.checkpoint is not None and Path(trained.path) != Path(args.checkpoint):  # a run directory: say which of its checkpoints
+    if args.checkpoint is not None and Path(trained.path) != Path(args.checkpoint):  # a run directory: which checkpoint
         print(f"minis2s translate: using {describe_checkpoint(args.checkpoint, trained)}", file=sys.stderr)
     try:
         if args.sentences:
