@@ -85,9 +85,10 @@ def read_sums(directory: str | os.PathLike) -> dict[str, str]:
     sums: dict[str, str] = {}
     for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         digest, _, fname = line.strip().partition("  ")
-        if len(digest) != 64 or not fname or any(c not in "0123456789abcdef" for c in digest):
+        fname = fname.lstrip("*")  # sha256sum's binary-mode marker
+        if len(digest) != 64 or not fname or "/" in fname or any(c not in "0123456789abcdef" for c in digest):
             raise PretrainedError(f"{path}: line {number} is not 'SHA256  FILE' ({line[:60]!r}); the file is damaged")
-        sums[fname.lstrip("*")] = digest
+        sums[fname] = digest
     return sums
 
 
