@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .options import (DeprecatedAlias, add_decoding_options, add_show_option, count_or_all, num_samples_value,
                       positive_int)
-from .translate import describe_checkpoint, load
+from .. import pretrained
+from .translate import add_pretrained_option, describe_checkpoint, load
 
 
 def add(sub) -> None:
@@ -17,8 +18,11 @@ def add(sub) -> None:
         "against all its references, write source/reference/hypothesis/references to a TSV, and print the "
         "seed's demo: the first training sentences decoded.",
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT_DIR",
-                   help="a checkpoint (epoch-NNNN), or a run directory: its best checkpoint by val_loss")
+    p.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT_DIR",
+                   help="a checkpoint (epoch-NNNN), or a run directory: its best checkpoint by val_loss "
+                   "(not with --pretrained)")
+    add_pretrained_option(p, "evaluate the model shipped with minis2s instead of a CHECKPOINT_DIR; needs --data "
+                          "PATH to the fra.txt it was trained on (checked against its SHA-256)")
     p.add_argument("--data", metavar="PATH", help="fra.txt or fra-eng.zip to read, or 'demo' (default: the file "
                    "the checkpoint records it was trained on, checked against its SHA-256; else the downloaded copy)")
     p.add_argument("--split", choices=["val", "train", "test"], default="val",
@@ -33,7 +37,8 @@ def add(sub) -> None:
                    help="sentences the checkpoint cannot take (characters or lengths it never saw): fail "
                    "(default), or skip them and score the rest")
     p.add_argument("--out", metavar="TSV", help="TSV to write (default: CHECKPOINT_DIR/eval-SPLIT.tsv, "
-                   "or eval-SPLIT-beamN.tsv for beam search)")
+                   "or eval-SPLIT-beamN.tsv for beam search; with --pretrained, eval-fra-eng-SPLIT[-beamN].tsv "
+                   "in the current directory)")
     add_show_option(p, 20, "training sentences")
     p.add_argument("--demo", type=int, dest="show", action=DeprecatedAlias, new="--show")
     p.set_defaults(func=run)
@@ -42,6 +47,9 @@ def add(sub) -> None:
 def run(args) -> int:
     from .. import evaluate
 
+    args.checkpoint, _ = pretrained.choose_model(args.checkpoint, [], args.pretrained, takes_sentences=False)
+    if args.pretrained:
+        pretrained.require_data(args.data)
     trained = load(args.checkpoint, "minis2s evaluate")
     num_samples = trained.config.num_samples if args.num_samples is None else num_samples_value(args.num_samples)
     split = evaluate.rebuild_split(trained, args.data, num_samples, args.split, args.limit)
@@ -63,8 +71,9 @@ def run(args) -> int:
     print(f"chrF:           {100 * result.scores['chrf']:.2f}")
     print(f"BLEU:           {100 * result.scores['bleu']:.2f}")
     _print_by_source(result)
-    out = evaluate.write_tsv(args.out or evaluate.default_tsv(args.checkpoint, args.split, args.beam),
-                             split, result.results)
+    default = (pretrained.default_tsv(pretrained.DEFAULT, args.split, args.beam) if args.checkpoint is None
+               else evaluate.default_tsv(args.checkpoint, args.split, args.beam))
+    out = evaluate.write_tsv(args.out or default, split, result.results)
     print(f"Wrote {out}")
     _show(trained, split, args)
     return 0

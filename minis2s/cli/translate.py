@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .. import trained as trained_mod
+from .. import pretrained, trained as trained_mod
 from ..run import best_checkpoint
 from .options import add_decoding_options, allow_intermixed, number, positive_int, seed
 
@@ -16,14 +16,21 @@ STDIN_HINT = "minis2s translate: reading sentences from standard input, one per 
 def add(sub) -> None:
     p = sub.add_parser(
         "translate",
-        help="translate English sentences with a trained checkpoint",
-        description="Translate the SENTENCEs given, or else every line of standard input; "
-        "prints one translation per input line, in order. Put '--' before sentences that start with '-'.",
+        help="translate English sentences with a trained checkpoint, or the model shipped with minis2s",
+        usage="%(prog)s [options] CHECKPOINT_DIR [SENTENCE ...]\n"
+        "       %(prog)s [options] --pretrained [SENTENCE ...]",
+        description="Translate the SENTENCEs given, or else every line of standard input, with the model "
+        "in CHECKPOINT_DIR or, with --pretrained, the model shipped with minis2s; prints one translation "
+        "per input line, in order. Put '--' before sentences that start with '-'.",
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT_DIR",
-                   help="a checkpoint (epoch-NNNN), or a run directory: its best checkpoint by val_loss")
+    p.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT_DIR",
+                   help="a checkpoint (epoch-NNNN), or a run directory: its best checkpoint by val_loss "
+                   "(not with --pretrained)")
     p.add_argument("sentences", nargs="*", metavar="SENTENCE",
                    help="English sentences to translate (default: read lines of standard input)")
+    add_pretrained_option(p, "translate with the model shipped with minis2s (a transformer trained on the "
+                          "whole Tatoeba fra-eng file; its card: minis2s/pretrained/fra-eng/MODEL_CARD.md) "
+                          "instead of a CHECKPOINT_DIR; every positional is then a sentence")
     add_decoding_options(p)
     g = p.add_argument_group("sampling")
     g.add_argument("--sample", action="store_true",
@@ -46,20 +53,32 @@ def add(sub) -> None:
     allow_intermixed(p)
 
 
-def load(given: str, command: str = "minis2s translate"):
-    """The trained model ``given`` (a checkpoint, or a run directory: its best checkpoint) names;
-    ``command`` is the one a recovery message tells the user to run again."""
+def add_pretrained_option(p, text: str) -> None:
+    """``--pretrained``: the shipped model (:data:`minis2s.pretrained.DEFAULT`) instead of a checkpoint."""
+    p.add_argument("--pretrained", action="store_true", help=text + " (default: off)")
+
+
+def load(given: str | None, command: str = "minis2s translate"):
+    """The trained model ``given`` (a checkpoint, or a run directory: its best checkpoint) names,
+    or the shipped model when ``given`` is None (``--pretrained``); ``command`` is the one a
+    recovery message tells the user to run again."""
     from ..translate import check_trained
 
-    trained = trained_mod.load_trained(given, command)
-    check_trained(trained, given)
+    if given is None:
+        trained = pretrained.load_pretrained(pretrained.DEFAULT, command=command)
+    else:
+        trained = trained_mod.load_trained(given, command)
+    check_trained(trained, str(trained.path if given is None else given))
     return trained
 
 
-def describe_checkpoint(given: str, trained) -> str:
+def describe_checkpoint(given: str | None, trained) -> str:
     """``RUN/epoch-0004 (epoch 4, the lowest val_loss of the run: 0.4321)``, or the path
-    alone when the checkpoint records no training."""
+    alone when the checkpoint records no training; ``given`` None: the shipped model."""
     parts = []
+    if given is None:
+        parts.append(f"the model shipped with minis2s, {pretrained.DEFAULT!r}")
+        given = trained.path
     if trained.epoch:
         parts.append(f"epoch {trained.epoch}")
     if Path(trained.path) != Path(given):  # a run directory: its best checkpoint, unless that one is damaged
@@ -111,17 +130,19 @@ def run(args) -> int:
     if not args.sample and (args.samples != 1 or args.temperature != 1.0):
         print("minis2s translate: error: --samples and --temperature need --sample", file=sys.stderr)
         return 2
+    args.checkpoint, args.sentences = pretrained.choose_model(args.checkpoint, args.sentences, args.pretrained)
     trained = load(args.checkpoint)
+    where = args.checkpoint or f"--pretrained ({trained.path})"
     png = None
     if args.attention_plot:  # refuse before translating: a model without attention, no matplotlib
         from .. import alignment, plot
 
         if not alignment.has_attention(text.model_of(trained)):
-            raise ValueError(f"--attention-plot: the {trained.config.model} model of {args.checkpoint} has no "
+            raise ValueError(f"--attention-plot: the {trained.config.model} model of {where} has no "
                              "attention weights to plot; train one with --model luong")
         plot._import_pyplot()
         png = plot.png_path(args.attention_plot)
-    if Path(trained.path) != Path(args.checkpoint):  # a run directory: say which of its checkpoints
+    if args.checkpoint is not None and Path(trained.path) != Path(args.checkpoint):  # a run directory: which checkpoint
         print(f"minis2s translate: using {describe_checkpoint(args.checkpoint, trained)}", file=sys.stderr)
     try:
         if args.sentences:
