@@ -79,7 +79,9 @@ def run_title(history_path: str | os.PathLike) -> str:
     try:
         manifest = checkpoint.read_manifest(run.list_checkpoints(run_dir)[-1][1])
         config = manifest["config"]
-        model, cell, latent = config["model"], config.get("cell", "lstm"), config["latent_dim"]
+        from .models import build, config_for
+
+        sizes = build(config_for(config, manifest["input_chars"], manifest["target_chars"])).describe()
     except (IndexError, KeyError, TypeError, ValueError, OSError):  # no checkpoint, or one this version cannot read (CheckpointError is a ValueError): the name still says which run
         return str(run_dir)
     n = config.get("num_samples")
@@ -87,7 +89,7 @@ def run_title(history_path: str | os.PathLike) -> str:
     pairs = f"{n:,} pairs" if n else "all pairs"
     if data_file:
         pairs += f" of {data_file}"
-    return f"{model} model ({cell.upper()}, latent {latent}), {pairs}: {run_dir}"
+    return f"{config['model']} model ({sizes}), {pairs}: {run_dir}"
 
 
 def png_path(out: str | os.PathLike) -> Path:

@@ -102,3 +102,10 @@ def test_gradient_against_float64_finite_differences():
     report = check_grads(loss, params, entries=4, directions=2, rtol=1e-6, atol=1e-10, seed=0, eps=1e-5)
     assert report.ok, report.table()
     assert len(report.leaves) == len(jax.tree.leaves(params))
+
+
+def test_a_plot_title_names_the_transformer_by_its_sizes_not_a_latent():
+    # minis2s plot titles a run with Model.describe(); the RNNs say "LSTM, latent 256"
+    assert models.build(CONFIG).describe() == (f"{CONFIG.layers} layers, {CONFIG.heads} heads, width "
+                                               f"{CONFIG.embed_dim}, feed-forward {CONFIG.ff_dim}")
+    assert models.build(dataclasses.replace(CONFIG, model="seed")).describe() == f"LSTM, latent {CONFIG.latent_dim}"

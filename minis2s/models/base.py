@@ -78,6 +78,13 @@ class Model:
     # a smooth loss takes 1e-3; ReLU kinks (the transformer's feed-forward) lie closer than a
     # 1e-3 stencil reaches on the tiny problem, so such a model asks for 1e-5.
     fd_step: float = 1e-3
+    # How a figure or a log names this model's size; empty: the recurrent models' own words,
+    # ``LSTM, latent 256`` (:func:`describe`).
+    sizes: str = ""
+
+    def describe(self) -> str:
+        """The model's size in words, e.g. ``LSTM, latent 256``."""
+        return self.sizes or f"{self.config.cell.upper()}, latent {self.config.latent_dim}"
 
 
 def init_dense(key: jax.Array, fan_in: int, fan_out: int, dtype=jnp.float32) -> dict[str, jax.Array]:

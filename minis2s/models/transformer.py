@@ -297,4 +297,6 @@ def build(config: ModelConfig, cell: Cell) -> Model:
         decode_step=lambda params, memory, token, state: decode_step(params, memory, token, state, config),
         max_steps=config.max_positions,
         fd_step=1e-5,  # the feed-forward's ReLU has kinks (see Model.fd_step)
+        sizes=f"{config.layers} layers, {config.heads} heads, width {config.embed_dim}, "
+              f"feed-forward {config.ff_dim}",
     )
