@@ -203,7 +203,7 @@ def translate(
             length_alpha=length_alpha, batch_size=batch_size, input_lengths=lengths,
         )
 
-    hyps = _decode_prepared(trained, prepared, decode)
+    hyps = _decode_prepared(trained, prepared, decode, once=True)
     return [
         Translation(p.source, hyps[i].text if i in hyps else "", p.problem, hyps.get(i))
         for i, p in enumerate(prepared)
@@ -247,11 +247,18 @@ def translate_samples(
     ]
 
 
-def _decode_prepared(trained, prepared: Sequence[Prepared], decode) -> dict:
+def _decode_prepared(trained, prepared: Sequence[Prepared], decode, once: bool = False) -> dict:
     """``{i: decode result}`` for every prepared text that needs the model, grouped by the
     width its encoder input is padded to; ``decode(tokens, lengths, numbers)`` returns one
-    result per row (``numbers``: the rows' positions in ``prepared``)."""
+    result per row (``numbers``: the rows' positions in ``prepared``). ``once``: a text given
+    several times is decoded once and its result shared (greedy and beam search depend on the
+    text alone; a test split repeats a source once per translation: 8,386 lines, ~1.5 each)."""
     todo = [i for i, p in enumerate(prepared) if p.text]  # None (skipped) and "" (blank) need no model
+    first: dict[str, int] = {}
+    if once:
+        for i in todo:
+            first.setdefault(prepared[i].text, i)
+        todo = sorted(first.values())
     hyps: dict = {}
     enc_texts = [prepared[i].text for i in todo]
     max_enc = trained.max_encoder_seq_length
@@ -268,6 +275,8 @@ def _decode_prepared(trained, prepared: Sequence[Prepared], decode) -> dict:
             trained.input_vocab.encode(group_texts, width), [len(t) for t in group_texts], [todo[j] for j in group]
         )
         hyps.update((todo[j], h) for j, h in zip(group, decoded))
+    if once:
+        hyps.update((i, hyps[first[p.text]]) for i, p in enumerate(prepared) if p.text and i not in hyps)
     return hyps
 
 

@@ -260,3 +260,13 @@ def test_bucketed_model_translates_with_its_training_padding():
     want = [greedy_reference(params, seen[i], ds.target_vocab, ds.max_decoder_seq_length, model).rstrip("\n")
             for i in range(40)]
     assert got == want
+
+
+def test_a_repeated_sentence_is_decoded_once_and_answered_each_time(trained, monkeypatch):
+    calls = []
+    real = tr.decode_tokens
+    monkeypatch.setattr(tr, "decode_tokens", lambda params, tokens, *a, **k: calls.append(len(tokens)) or real(params, tokens, *a, **k))
+    texts = ["Go.", "I see.", "Go.", "Go.", "Who are you?", "I see."]
+    got = [r.output for r in tr.translate(trained, texts)]
+    assert got == [seed_loop(trained, t) for t in texts]  # the seed's loop, one sentence at a time
+    assert sum(calls) == 3  # three distinct sentences reach the model
