@@ -21,6 +21,8 @@ import platform
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from minis2s import checkpoint, evaluate, metrics, pretrained, splits
 from minis2s.cli.options import version
 from minis2s.config import Config
@@ -103,6 +105,16 @@ def worst(rows, k: int = WORST) -> list[dict]:
             for c, _, s, h, refs in sorted(short)[:k]]
 
 
+def sample_sources(split: evaluate.Split, k: int, seed: int = 0) -> evaluate.Split:
+    """The lines of ``k`` distinct sources of ``split`` drawn with ``numpy.random.default_rng(seed)``
+    (all of a drawn source's lines, in file order); the whole split when it has ``k`` or fewer."""
+    sources = list(dict.fromkeys(split.inputs[i] for i in split.lines))  # file order
+    if k >= len(sources):
+        return split
+    chosen = {sources[j] for j in np.random.default_rng(seed).choice(len(sources), k, replace=False)}
+    return dataclasses.replace(split, lines=tuple(i for i in split.lines if split.inputs[i] in chosen))
+
+
 def _val_loss(history: dict, epoch: int) -> float | None:
     """The validation loss of ``epoch`` in a manifest's history (None when not recorded)."""
     val = history.get("val_loss") or []
@@ -122,10 +134,17 @@ def measure(args) -> dict:
     trained = pretrained.load_pretrained(args.name, args.root, command="python scripts/model_card.py")
     config, manifest = trained.config, trained.manifest
     split = evaluate.rebuild_split(trained, args.data, config.num_samples, "test", args.limit)
+    runs = [("greedy", split, 1)]
+    if args.beam_sources:  # beam search over all of a long split costs ~5x greedy: a fixed sample
+        sample = sample_sources(split, args.beam_sources)
+        runs += [(f"greedy, {args.beam_sources:,} sampled sources", sample, 1),
+                 (f"beam {args.beam}, {args.beam_sources:,} sampled sources", sample, args.beam)]
+    else:
+        runs.append((f"beam {args.beam}", split, args.beam))
     results = {}
-    for label, beam in (("greedy", 1), (f"beam {args.beam}", args.beam)):
-        print(f"model_card.py: decoding {len(split.lines)} test sentences, {label} ...", file=sys.stderr, flush=True)
-        results[label] = evaluate.evaluate(trained, split, beam=beam, batch_size=args.batch_size, on_error="skip")
+    for label, part, beam in runs:
+        print(f"model_card.py: decoding {len(part.lines)} test sentences, {label} ...", file=sys.stderr, flush=True)
+        results[label] = evaluate.evaluate(trained, part, beam=beam, batch_size=args.batch_size, on_error="skip")
     greedy = results["greedy"]
     rows = per_source(split, greedy)
     data_name = "demo" if args.data == "demo" else Path(args.data).name
@@ -140,6 +159,7 @@ def measure(args) -> dict:
         "config": config.to_dict(),
         "training_command": args.command or training_command(config, data_name, manifest.get("options")),
         "cpu_hours": args.cpu_hours,
+        "beam_sources": args.beam_sources,
         "epoch": trained.epoch,
         "val_loss": _val_loss(history, trained.epoch),
         "from_checkpoint": manifest.get("shipped", {}).get("from_checkpoint"),
@@ -161,7 +181,8 @@ def measure(args) -> dict:
 def render(card: dict) -> str:
     """MODEL_CARD.md from ``card`` (the numbers of card.json, formatted)."""
     c, d, t = card["config"], card["data"], card["test"]
-    beam = next(k for k in card["scores"] if k != "greedy")
+    beam = next(k for k in card["scores"] if k.startswith("beam")).split(",")[0]  # "beam 4"
+    sampled = card.get("beam_sources")
     sides = d["sides"]
     lines = [
         f"# Model card: `{card['name']}`",
@@ -207,9 +228,12 @@ def render(card: dict) -> str:
                      f"| {s['chrf_first']:.2f} | {s['bleu_first']:.2f} |")
     lines += [
         "",
-        f"Reproduce: `minis2s evaluate --pretrained --data {d['argument']} --split test` (add `--beam "
-        f"{beam.removeprefix('beam ')}` for the second row); measured on {card['measured_with']['machine']}, "
-        f"minis2s {card['measured_with']['minis2s']}: another CPU may round a few outputs differently.",
+        f"Reproduce: `minis2s evaluate --pretrained --data {d['argument']} --split test`"
+        + (f" (the first row; the sampled rows: `python scripts/model_card.py --beam-sources {sampled}`, the "
+           f"English sentences drawn with numpy seed 0, every line of each)" if sampled else
+           f" (add `--{beam}` for the second row)")
+        + f"; measured on {card['measured_with']['machine']}, minis2s {card['measured_with']['minis2s']}: "
+        "another CPU may round a few outputs differently.",
         "",
         "## Where it fails",
         "",
@@ -244,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpu-hours", type=float, required=True, metavar="H", help="CPU hours of training, as measured")
     p.add_argument("--command", default=None, help="the training command as run (default: rebuilt from the config)")
     p.add_argument("--beam", type=int, default=4, metavar="N", help="the beam width of the second row (default 4)")
+    p.add_argument("--beam-sources", type=int, default=None, metavar="K",
+                   help="beam search (and greedy beside it) on K distinct test sources drawn with numpy seed 0, "
+                   "not the whole split (default: the whole split)")
     p.add_argument("--batch-size", type=int, default=256, metavar="N", help="sentences per decoder call (default 256)")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="score only the first N test sentences (for trying the script; default: all)")
