@@ -142,6 +142,7 @@ def draw(rows: Sequence[dict], out: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8), dpi=120, sharey=True)
     timed = [r for r in rows if r["cpu_hours"] is not None]
@@ -151,7 +152,10 @@ def draw(rows: Sequence[dict], out: Path, title: str) -> None:
         ax.plot(xs, [r["chrf_first"] for r in data], marker="o", markersize=3, linestyle="--",
                 label="first reference only")
         ax.set_xlabel(label)
+        ax.set_xlim(0, 1.08 * max(xs, default=1) or 1)  # from the start of training, the last point inside
         ax.grid(alpha=0.3)
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].set_ylim(0, 1.12 * max(r["chrf_multi"] for r in rows) or 1)
     axes[0].set_ylabel("greedy chrF, validation sample")
     axes[0].legend()
     fig.suptitle(title, fontsize=10)
