@@ -71,3 +71,33 @@ def test_score_epochs_refuses_a_source_off_the_validation_side(plc, tmp_path):
 def test_table_with_one_point_and_no_cpu_reading(plc):
     rows = [{"epoch": 1, "val_loss": None, "cpu_hours": None, "chrf_multi": 12.34, "chrf_first": 10.0}]
     assert plc.table(rows).splitlines()[2] == "| 1 | — | — | 12.3 | 10.0 |"
+
+
+@pytest.mark.slow
+def test_script_end_to_end_on_a_tiny_run(plc, demo_path, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from minis2s import data, metrics, splits, train
+    from minis2s.config import Config
+
+    lc = load_script("benchmarks/learning_curve")
+    ds = data.load_dataset(demo_path, None)
+    run_dir, curve = tmp_path / "run", tmp_path / "curve"
+    config = Config(num_samples=None, epochs=2, latent_dim=8, batch_size=8, split="source", test_split=0.2,
+                    validation_split=0.2)
+    train.fit(config, ds, out=run_dir, log=None, checkpoint_every=1)
+    monkeypatch.setattr(sys, "argv", ["learning_curve.py", str(run_dir), "--data", str(demo_path), "--limit", "5",
+                                      "--once", "--out", str(curve)])
+    lc.main()
+    plc.main([str(curve), "--data", str(demo_path), "--run", str(run_dir), "--out", str(tmp_path / "fig.png")])
+    assert (tmp_path / "fig.png").stat().st_size > 0
+    lines = capsys.readouterr().out.splitlines()
+    # the last epoch's multi-reference chrF, from the outputs and every validation reference
+    refs = {}
+    for i in splits.split_rows(config, ds.input_texts).val:
+        refs.setdefault(ds.input_texts[i], []).append(ds.target_texts[i].strip("\t\n"))
+    rows = [line.split("\t") for line in (curve / "outputs" / "epoch-0002.tsv").read_text(encoding="utf-8").splitlines()]
+    want = 100 * metrics.chrf_multi([r[1] if len(r) > 1 else "" for r in rows], [refs[r[0]] for r in rows])
+    row = next(line for line in lines if line.startswith("| 2 |"))
+    assert row.split("|")[4].strip() == f"{want:.1f}"
+    assert any(line.startswith("slope of the last two points") for line in lines)

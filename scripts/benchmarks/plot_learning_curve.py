@@ -35,6 +35,9 @@ from pathlib import Path
 from typing import Sequence
 
 from minis2s import metrics
+from minis2s.checkpoint import CheckpointError
+from minis2s.run import list_checkpoints
+from scripts.benchmarks import learning_curve
 
 
 def read_curve(path: Path) -> list[dict]:
@@ -176,11 +179,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.out is None and not args.table:
         p.error("--out FIGURE is required unless --table")
-    from minis2s.checkpoint import CheckpointError
-    from minis2s.run import list_checkpoints
-
-    from scripts.benchmarks import learning_curve
-
     if not list_checkpoints(args.run):
         raise SystemExit(f"--run {args.run}: no checkpoint, so no validation side to rebuild")
     points = read_curve(args.curve / "curve.jsonl")
