@@ -191,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(table(rows))
     rate = slope([r["cpu_hours"] for r in rows], [r["chrf_multi"] for r in rows])
     if rate is None:
-        print("\nslope of the last two points: none (fewer than two points with CPU readings)")
+        timed = sum(r["cpu_hours"] is not None for r in rows)
+        print(f"\nslope of the last two points: none ({timed} point(s) with a CPU reading; a slope needs two)")
     else:
         print(f"\nslope of the last two points: {rate:+.2f} chrF (multi-reference) per CPU hour")
     watcher = [r.get("chrf_first_reference") for r in rows]
