@@ -50,8 +50,13 @@ except ImportError:
 # once, so compiling them is nearly all of its time; level 0 compiles them 2-3x faster (a
 # transformer's init: 7.7 s against 3.0 s) and runs them a little slower. Every program and its
 # oracle run under the same flag, and no test expects one CPU's rounding. Appended, so a flag
-# given in the environment (or a test's own device count) still holds.
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+# given in the environment (or a test's own device count) still holds. Child processes
+# (child_env) run without it, as users run minis2s: some run a real model for minutes, where
+# level 0's slower code costs more than its faster compiles save (decoding the shipped
+# model's test split took several times longer).
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + FAST_COMPILE).strip()
+
 
 # The persistent JAX compilation cache. Most of the suite's time is XLA compiling the same
 # small programs; a warm cache serves them from disk. ``MINIS2S_TEST_JAX_CACHE`` overrides the
@@ -175,9 +180,10 @@ def split_tiers(cases: list, fast) -> list:
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """The environment for a child process: this one's (the compilation cache included), this
-    checkout first on ``PYTHONPATH``, then ``extra``."""
+    """The environment for a child process: this one's (the compilation cache included) less
+    the suite's fast-compile flag, this checkout first on ``PYTHONPATH``, then ``extra``."""
     env = dict(os.environ)
+    env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split() if f != FAST_COMPILE)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
     return env
