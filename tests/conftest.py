@@ -51,11 +51,16 @@ except ImportError:
 # transformer's init: 7.7 s against 3.0 s) and runs them a little slower. Every program and its
 # oracle run under the same flag, and no test expects one CPU's rounding. Appended, so a flag
 # given in the environment (or a test's own device count) still holds. Child processes
-# (child_env) run without it, as users run minis2s: some run a real model for minutes, where
-# level 0's slower code costs more than its faster compiles save (decoding the shipped
-# model's test split took several times longer).
+# inherit it (tests compare their numbers with this process's, bit for bit); one that runs a
+# real model for minutes takes ``env=optimised_env()``: level 0's slower code there costs more
+# than its faster compiles save (decoding the shipped model's test split ran 12 minutes and on).
 FAST_COMPILE = "--xla_backend_optimization_level=0"
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + FAST_COMPILE).strip()
+
+
+def optimised_env() -> dict[str, str]:
+    """``run_cli(..., env=optimised_env())``: a child compiled as users run minis2s."""
+    return {"XLA_FLAGS": " ".join(f for f in os.environ["XLA_FLAGS"].split() if f != FAST_COMPILE)}
 
 
 # The persistent JAX compilation cache. Most of the suite's time is XLA compiling the same
@@ -180,10 +185,9 @@ def split_tiers(cases: list, fast) -> list:
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """The environment for a child process: this one's (the compilation cache included) less
-    the suite's fast-compile flag, this checkout first on ``PYTHONPATH``, then ``extra``."""
+    """The environment for a child process: this one's (the compilation cache included), this
+    checkout first on ``PYTHONPATH``, then ``extra``."""
     env = dict(os.environ)
-    env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split() if f != FAST_COMPILE)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
     return env
