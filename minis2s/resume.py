@@ -75,8 +75,34 @@ def resume(resume: str | os.PathLike, given: dict[str, Any], *, data: str | None
     data that differs. ``epochs`` at or below the epochs done leaves nothing to train
     (:attr:`Resumed.done`).
     """
-    out, explicit = locate(resume)
+    out, _ = locate(resume)
     ckpt = run.resume_checkpoint(resume)  # verified; a run passes over damaged ones with a warning
+    return _continue(ckpt, out, given, data, epochs, learning_rate, patience, checkpoint_every, True)
+
+
+def warm_start(source: str | os.PathLike, out: str | os.PathLike, given: dict[str, Any], *, data: str | None = None,
+               epochs: int | None = None, learning_rate: float | None = None, patience: int | None = None,
+               checkpoint_every: int | None = None) -> Resumed:
+    """``train --warm-start CHECKPOINT --out DIR``: continue a checkpoint that holds the
+    parameters and the training record but no optimizer state (a shipped model,
+    :mod:`minis2s.pretrained`) as a new run in ``out``.
+
+    As :func:`resume` in everything else: the same fixed settings, the same data, the epoch
+    count, history, shuffle key and early-stopping counters of the checkpoint. The returned
+    state's ``opt_state`` is ``None``; :func:`minis2s.train.fit` rebuilds it before training
+    (:func:`minis2s.train.rebuild_optimizer_state`). A checkpoint's newest-checkpoint rule
+    does not apply: ``source`` is one checkpoint folder.
+    """
+    source = Path(source)
+    if run.is_run(source):
+        source = run.resume_checkpoint(source)
+    else:
+        checkpoint.verify(source)
+    return _continue(source, Path(out), given, data, epochs, learning_rate, patience, checkpoint_every, False)
+
+
+def _continue(ckpt: Path, out: Path, given: dict[str, Any], data, epochs, learning_rate, patience,
+              checkpoint_every, optimizer_state: bool) -> Resumed:
     manifest = checkpoint.read_manifest(ckpt)
     try:
         saved = Config.from_dict(manifest["config"])
@@ -101,7 +127,7 @@ def resume(resume: str | os.PathLike, given: dict[str, Any], *, data: str | None
     path = data_mod.resolve_data(data or recorded)
     ds, note = rebuild.load_dataset(path, config.num_samples)
     notes = [note] if note else []
-    _, state, _ = run.load_state(ckpt, ds)
+    _, state, _ = run.load_state(ckpt, ds, optimizer_state=optimizer_state)
     if config.learning_rate != saved.learning_rate:
         notes.append(f"learning rate changed from {saved.learning_rate:g} to {config.learning_rate:g}")
     return Resumed(ckpt, out, config, options, path, ds, state, notes)

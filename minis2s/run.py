@@ -344,9 +344,11 @@ def save_state(out: str | os.PathLike, state: TrainState, config: Config, data: 
     return str(path)
 
 
-def load_state(directory: str | os.PathLike, data: Dataset | None = None) -> tuple[Config, TrainState, dict]:
+def load_state(directory: str | os.PathLike, data: Dataset | None = None, *,
+               optimizer_state: bool = True) -> tuple[Config, TrainState, dict]:
     """``(config, state, manifest)`` of a training checkpoint, verified (see
     :mod:`minis2s.checkpoint`); with ``data``, also check it is the data the run used.
+    ``optimizer_state=False`` reads a checkpoint without one (a warm start): ``opt_state`` is ``None``.
 
     A run directory resumes from its newest good checkpoint (:func:`resume_checkpoint`; the
     best one is for translating, not for continuing)."""
@@ -362,8 +364,10 @@ def load_state(directory: str | os.PathLike, data: Dataset | None = None) -> tup
                     f"({manifest.get('data', {}).get('path', 'path unknown')}, num_samples={config.num_samples}); "
                     "pass the same --data", directory
                 )
-        template = make_optimizer(config).init(params)
-        opt_state = checkpoint.load_optimizer_state(directory, manifest, template)
+        opt_state = None
+        if optimizer_state:
+            template = make_optimizer(config).init(params)
+            opt_state = checkpoint.load_optimizer_state(directory, manifest, template)
         history = {k: [float(x) for x in t["history"][k]] for k in HISTORY_KEYS}
         state = TrainState(
             params=params,

@@ -30,6 +30,7 @@ from . import models
 from . import parallel
 from . import scheduled
 from . import splits
+from . import warmstart
 from .batching import batch_plan, batches, device_data, split_train_val
 from .bucketing import Batcher
 from .config import HISTORY_KEYS, Config, make_optimizer, model_config
@@ -337,6 +338,22 @@ class _Reporter:
         return totals
 
 
+def _epoch_order(state: TrainState, epoch: int, train_idx: np.ndarray) -> np.ndarray:
+    """The training rows in epoch ``epoch``'s shuffled order (0-based epoch)."""
+    key = jax.random.fold_in(state.shuffle_key, epoch)
+    return train_idx[np.asarray(jax.random.permutation(key, len(train_idx)))]
+
+
+def _warm_optimizer(state, optimizer, config, data, batches_of, train_idx, log) -> TrainState:
+    """``state`` with the optimizer state :func:`minis2s.warmstart.rebuild` makes."""
+    apply_fn = models.build(model_config(config, data), config.grad).apply
+    batches = batches_of(_epoch_order(state, state.epoch, train_idx))
+    opt_state, used = warmstart.rebuild(optimizer, state.params, batches, functools.partial(loss_fn, apply_fn=apply_fn))
+    if log is not None:
+        log(f"Warm start: optimizer state rebuilt from the gradients of {used} batches (parameters unchanged)")
+    return dataclasses.replace(state, opt_state=opt_state)
+
+
 def fit(
     config: Config,
     data: Dataset,
@@ -379,14 +396,16 @@ def fit(
     state = state or initial_state(config, data, optimizer, params)
     mesh = mesh if mesh is not None else parallel.make_mesh(1)
     run_epoch, batches_of = _epoch_runner(config, data, mesh, train_step, train_epoch)
-    params, opt_state = parallel.replicate((state.params, state.opt_state), mesh)
     train_idx, val_idx = sides.train, sides.val  # the seed's: 0 .. split_at-1 and the rest
+    if state.opt_state is None:  # --warm-start: rebuild RMSprop's averages on the next epoch's batches
+        state = _warm_optimizer(state, optimizer, config, data, batches_of, train_idx, log)
+    params, opt_state = parallel.replicate((state.params, state.opt_state), mesh)
     val_batches = list(batches_of(val_idx))  # the same every epoch: built and placed once
     saver = callbacks.Saver(out, config, data, checkpoint_extra, save_state, state.epoch)
 
     for epoch in range(state.epoch, config.epochs):
         t0 = time.perf_counter()
-        perm = train_idx[np.asarray(jax.random.permutation(jax.random.fold_in(state.shuffle_key, epoch), len(train_idx)))]
+        perm = _epoch_order(state, epoch, train_idx)
         coins = scheduled.step_extras(  # None: teacher forcing, the seed
             config.teacher_forcing, config.teacher_forcing_end, config.epochs, state.shuffle_key, epoch
         )

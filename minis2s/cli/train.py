@@ -62,6 +62,10 @@ def add(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="run directory for checkpoints and history (default runs/seed)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest complete checkpoint "
                    "(default: start a new run)")
+    p.add_argument("--warm-start", metavar="CHECKPOINT",
+                   help="start a new run (--out) from a checkpoint without optimizer state, such as a shipped model "
+                   "(minis2s/pretrained/fra-eng): its parameters, epochs and shuffles, RMSprop's averages rebuilt "
+                   "from 32 batches' gradients (minis2s/warmstart.py; default: start from random weights)")
     p.add_argument("--patience", type=positive_int, metavar="N",
                    help="stop when val_loss has not improved for N epochs, Keras EarlyStopping (default: never; "
                    "on --resume, the run's own)")
@@ -159,7 +163,25 @@ def _run(args, held: contextlib.ExitStack) -> int:
     start_distributed(args)
     mesh = parallel.make_mesh(args.devices)
     writer = parallel.is_main_process()  # one writer (and lock holder) in a multi-host run
-    if args.resume:
+    if args.warm_start and args.resume:
+        raise UsageError("--warm-start starts a new run from a checkpoint, --resume continues one: give one of them")
+    if args.warm_start:
+        if args.out is None:
+            raise UsageError("--warm-start CHECKPOINT needs --out DIR, the new run's directory")
+        out = Path(args.out)
+        if list_checkpoints(out):
+            newrun.refuse_existing_run(out)
+        r = resume_mod.warm_start(args.warm_start, out, _given(args), data=args.data, epochs=args.epochs,
+                                  learning_rate=args.learning_rate, patience=args.patience,
+                                  checkpoint_every=args.checkpoint_every)
+        for note in r.notes:
+            print(f"note: {note}", file=sys.stderr)
+        if r.done:
+            raise UsageError(f"--warm-start {args.warm_start} has {r.state.epoch} epochs already; "
+                             f"pass --epochs N with N > {r.state.epoch}")
+        print(f"Warm start in {out}/ from {r.checkpoint}: {r.state.epoch} of {r.config.epochs} epochs done", flush=True)
+        config, ds, path, state, options = r.config, r.data, r.path, r.state, r.options
+    elif args.resume:
         if args.out is not None:
             raise UsageError("--resume DIR continues training in DIR; leave out --out")
         out, _ = resume_mod.locate(args.resume)
@@ -212,6 +234,8 @@ def _train_and_report(args, config, ds, path, out, state, options, mesh, writer)
     from ..progress import ProgressBar
 
     extra = {"data": {"path": str(Path(path).resolve())}, "options": options}
+    if getattr(args, "warm_start", None):  # the record of where this run's first epochs came from
+        extra["warm_start"] = {"from": str(Path(args.warm_start).resolve()), "epoch": state.epoch}
     print(parallel.describe(mesh, config.batch_size), flush=True)
     bar = ProgressBar(sys.stdout) if writer and not args.quiet and sys.stdout.isatty() else None
     try:
