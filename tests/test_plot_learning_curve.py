@@ -60,6 +60,23 @@ def test_score_epochs_on_a_tiny_curve(plc, tmp_path):
     assert plc.table(rows).splitlines()[2] == "| 1 | 1.00 | 1.5000 | 55.6 | 0.0 |"
 
 
+def test_a_point_scored_earlier_is_used_as_recorded_when_its_outputs_are_gone(plc, tmp_path):
+    out = tmp_path / "outputs"
+    out.mkdir()
+    (out / "epoch-0002.tsv").write_text("Hi.\tab\n", encoding="utf-8")
+    points = [{"epoch": 1, "val_loss": 1.5, "train_cpu_s": 7200.0, "chrf_multi": 40.0, "chrf_first": 30.0,
+               "recorded": "an earlier session"},
+              {"epoch": 2, "val_loss": 1.0, "train_cpu_s": 1800.0}]  # a warm start: a new process
+    rows = plc.score_epochs(points, out, {"Hi.": ["ab"]})
+    assert [r["chrf_multi"] for r in rows] == [40.0, 100.0] and [r["cpu_hours"] for r in rows] == [2.0, 2.5]
+    assert plc.table(rows).splitlines()[2:] == ["| 1* | 2.00 | 1.5000 | 40.0 | 30.0 |",
+                                                "| 2 | 2.50 | 1.0000 | 100.0 | 100.0 |"]
+    (out / "epoch-0001.tsv").write_text("Hi.\t\n", encoding="utf-8")  # outputs, when there, win
+    assert plc.score_epochs(points, out, {"Hi.": ["ab"]})[0]["chrf_multi"] == 0.0
+    with pytest.raises(SystemExit, match="epoch-0003.tsv: cannot read"):  # no note: the outputs are needed
+        plc.score_epochs([{"epoch": 3, "chrf_multi": 1.0, "chrf_first": 1.0}], out, {"Hi.": ["ab"]})
+
+
 def test_score_epochs_refuses_a_source_off_the_validation_side(plc, tmp_path):
     out = tmp_path / "outputs"
     out.mkdir()

@@ -5,6 +5,8 @@
 - a warm start continues the checkpoint's epochs, history and shuffles, and its rebuilt ``v``
   has the size of the state the run really had (not zero, as a fresh optimizer's);
 - the CLI: from a shipped folder into a new ``--out``, and one-line errors for what cannot be.
+
+Only the first is in the fast tier: the others train a run first.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def two_epochs(ds, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_warm_start_continues_the_record_with_an_optimizer_state_of_the_right_size(ds, two_epochs, tmp_path):
     _, real, _ = train.load_state(run.epoch_dir(two_epochs, 2), ds)
     config, state, _ = train.load_state(run.epoch_dir(two_epochs, 2), ds, optimizer_state=False)
@@ -102,6 +105,7 @@ def test_cli_warm_starts_a_shipped_model_into_a_new_run(two_epochs, tmp_path):
     assert len(manifest["training"]["history"]["loss"]) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra, message", [
     (["--resume", "X"], "--warm-start starts a new run from a checkpoint, --resume continues one"),
     ([], "--warm-start CHECKPOINT needs --out DIR"),

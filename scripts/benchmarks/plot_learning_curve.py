@@ -21,6 +21,12 @@ every later one (:func:`stitch_cpu_seconds`). The CPU the first process spent af
 decoded checkpoint is lost, and a restart whose new counter has already passed the old one by
 the next checkpoint is not seen; points without a CPU reading are left out of the CPU panel.
 
+**Points scored earlier.** A point may carry its scores itself (``chrf_multi``, ``chrf_first``)
+with a ``recorded`` note saying where they come from, when its outputs were not kept (a run
+continued with ``train --warm-start`` in a later session, whose earlier epochs' checkpoints
+and outputs are gone); it is used as recorded when ``outputs/epoch-NNNN.tsv`` is missing, and
+marked ``*`` in the table.
+
 Prints a Markdown table (epoch, CPU hours, val_loss, chrF multi, chrF first) and the slope of
 the last two points with CPU readings, in multi-reference chrF per CPU hour: what the next hour
 of training buys, if the curve goes on as it went last. A curve with one point has no slope.
@@ -110,6 +116,9 @@ def score_epochs(points: Sequence[dict], outputs_dir: Path, refs: dict[str, list
     rows = []
     for point, seconds in zip(points, cpu):
         path = outputs_dir / f"epoch-{int(point['epoch']):04d}.tsv"
+        if "recorded" in point and not path.exists():  # scored by this script earlier; outputs not kept
+            rows.append(point | {"cpu_hours": None if seconds is None else seconds / 3600, "scored_sources": None})
+            continue
         outputs = read_outputs(path)
         missing = [s for s in outputs if s not in refs]
         if missing:
@@ -134,7 +143,8 @@ def table(rows: Sequence[dict]) -> str:
     """The Markdown table: epoch, CPU hours, val_loss, chrF multi, chrF first."""
     lines = ["| epoch | CPU hours | val_loss | chrF multi | chrF first |", "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['epoch']} | {_num(r['cpu_hours'], '.2f')} | {_num(r.get('val_loss'), '.4f')} | "
+        epoch = f"{r['epoch']}*" if "recorded" in r and r.get("scored_sources") is None else r["epoch"]
+        lines.append(f"| {epoch} | {_num(r['cpu_hours'], '.2f')} | {_num(r.get('val_loss'), '.4f')} | "
                      f"{r['chrf_multi']:.1f} | {r['chrf_first']:.1f} |")
     return "\n".join(lines)
 
@@ -195,9 +205,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"\nslope of the last two points: none ({timed} point(s) with a CPU reading; a slope needs two)")
     else:
         print(f"\nslope of the last two points: {rate:+.2f} chrF (multi-reference) per CPU hour")
-    watcher = [r.get("chrf_first_reference") for r in rows]
-    if all(w is not None for w in watcher):
-        gap = max(abs(w - r["chrf_first"]) for w, r in zip(watcher, rows))
+    checked = [r for r in rows if r.get("chrf_first_reference") is not None]
+    if checked:
+        gap = max(abs(r["chrf_first_reference"] - r["chrf_first"]) for r in checked)
         print(f"first-reference chrF recomputed against the watcher's: largest difference {gap:.4f}",
               file=sys.stderr)
     if not args.table:
