@@ -205,6 +205,9 @@ def shipped_meta(manifest: dict[str, Any], source: Path) -> dict[str, Any]:
     recorded = meta.get("data")
     if isinstance(recorded, dict) and recorded.get("path"):
         meta["data"] = {**recorded, "path": Path(recorded["path"]).name}
+    warm = meta.get("warm_start")  # a warm-started run: the folder it started from, by name
+    if isinstance(warm, dict) and warm.get("from"):
+        meta["warm_start"] = {**warm, "from": Path(warm["from"]).name}
     meta["shipped"] = {"from_checkpoint": source.name}
     return meta
 

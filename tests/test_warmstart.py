@@ -103,6 +103,11 @@ def test_cli_warm_starts_a_shipped_model_into_a_new_run(two_epochs, tmp_path):
     manifest = json.loads((run.epoch_dir(out, 3) / "manifest.json").read_text())
     assert manifest["warm_start"] == {"from": str(shipped.resolve()), "epoch": 2}
     assert len(manifest["training"]["history"]["loss"]) == 3
+    rc, _, err = _cli.run(["train", "--resume", str(out), "--epochs", "4", "--data", str(data.DEMO_PATH), "--quiet"])
+    assert rc == 0, err  # a resumed warm start keeps its record, and ships it by folder name
+    assert json.loads((run.epoch_dir(out, 4) / "manifest.json").read_text())["warm_start"]["from"] == str(shipped.resolve())
+    again = pretrained.export(out, "again", root=tmp_path / "shipped")
+    assert json.loads((again / "manifest.json").read_text())["warm_start"] == {"from": "tiny", "epoch": 2}
 
 
 @pytest.mark.slow

@@ -181,6 +181,7 @@ def _run(args, held: contextlib.ExitStack) -> int:
                              f"pass --epochs N with N > {r.state.epoch}")
         print(f"Warm start in {out}/ from {r.checkpoint}: {r.state.epoch} of {r.config.epochs} epochs done", flush=True)
         config, ds, path, state, options = r.config, r.data, r.path, r.state, r.options
+        warm = {"from": str(Path(args.warm_start).resolve()), "epoch": state.epoch}
     elif args.resume:
         if args.out is not None:
             raise UsageError("--resume DIR continues training in DIR; leave out --out")
@@ -199,6 +200,7 @@ def _run(args, held: contextlib.ExitStack) -> int:
             return 0
         print(f"Resuming {r.out}/ from {r.checkpoint.name}: {r.state.epoch} of {r.config.epochs} epochs done", flush=True)
         config, ds, path, out, state, options = r.config, r.data, r.path, r.out, r.state, r.options
+        warm = checkpoint.read_manifest(r.checkpoint).get("warm_start")  # kept by every later checkpoint
     else:
         from ..demo_corpus import TRAIN_DEFAULTS
 
@@ -215,7 +217,7 @@ def _run(args, held: contextlib.ExitStack) -> int:
             newrun.refuse_existing_run(out)
         path = data_mod.resolve_data(args.data)
         ds = load_data(path, config.num_samples)
-        state = None
+        state, warm = None, None
         newrun.check_split(config, ds.input_texts)
     resources.check_fits(model_config(config, ds), parallel.padded_batch_size(config.batch_size, mesh),
                          ds.max_encoder_seq_length, ds.max_decoder_seq_length)  # before init
@@ -224,18 +226,18 @@ def _run(args, held: contextlib.ExitStack) -> int:
         held.enter_context(runlock.hold(out))
         newrun.refuse_existing_run(out)  # another run wrote here after the check above
     describe(ds, splits.split_rows(config, ds.input_texts))
-    return _train_and_report(args, config, ds, path, out, state, options, mesh, writer)
+    return _train_and_report(args, config, ds, path, out, state, options, mesh, writer, warm)
 
 
-def _train_and_report(args, config, ds, path, out, state, options, mesh, writer) -> int:
+def _train_and_report(args, config, ds, path, out, state, options, mesh, writer, warm=None) -> int:
     from .. import models, parallel, train
     from ..bucketing import encoder_pad_width
     from ..search import greedy_reference
     from ..progress import ProgressBar
 
     extra = {"data": {"path": str(Path(path).resolve())}, "options": options}
-    if getattr(args, "warm_start", None):  # the record of where this run's first epochs came from
-        extra["warm_start"] = {"from": str(Path(args.warm_start).resolve()), "epoch": state.epoch}
+    if warm:  # where a warm-started run's first epochs came from
+        extra["warm_start"] = warm
     print(parallel.describe(mesh, config.batch_size), flush=True)
     bar = ProgressBar(sys.stdout) if writer and not args.quiet and sys.stdout.isatty() else None
     try:
