@@ -107,3 +107,12 @@ def test_script_end_to_end_on_tiny_runs(svs, demo_path, tmp_path, capsys):
     assert {s["english"] for s in result["ten_sentences"]} <= test
     assert (out / "ten_sentences.md").read_text(encoding="utf-8").startswith("| English |")
     assert "chrF shipped/seed" in capsys.readouterr().out
+    # without --seed-run: the model's side alone, its scores the same as beside the seed
+    alone = tmp_path / "alone"
+    svs.main(["--data", str(demo_path), "--model", str(tmp_path / "model"), "--out", str(alone)])
+    lone = json.loads((alone / "seed_vs_shipped.json").read_text(encoding="utf-8"))
+    assert lone["seed"] is None and lone["seed_num_samples"] == svs.SEED_LINES
+    first = list(lone["parts"].values())[0]
+    assert first["shipped"] == parts[0]["shipped"] and "seed" not in first and first["ratio_chrf_multi"] is None
+    assert all(row["seed"] is None for row in lone["ten_sentences"])
+    assert "| (not run) |" in (alone / "ten_sentences.md").read_text(encoding="utf-8")
