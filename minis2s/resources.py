@@ -11,7 +11,9 @@ step compiled. The estimate counts float32 values:
 - the gradient and the update of one step: ``2P``;
 - activations kept for the backward pass, per row and time step: the four gates, ``c`` and
   ``h`` (``6H``) for ``T_enc + T_dec`` steps, and the output probabilities and their
-  gradient (``2 V_out``) for ``T_dec`` steps, times the batch size.
+  gradient (``2 V_out``) for ``T_dec`` steps, times the batch size; a model with its own
+  figure gives it (the transformer: :func:`minis2s.models.transformer.activation_values`,
+  whose attention weights grow with ``T^2``).
 
 It is a lower bound on what XLA really allocates (temporaries, the compiled program), so
 only a model that cannot fit is refused; :func:`is_out_of_memory` recognises the allocator's
@@ -29,11 +31,16 @@ class ModelTooLarge(ValueError):
     """Training these settings cannot fit in the device's memory; the message has the figure."""
 
 
-def training_bytes(n_params: int, v_out: int, latent: int, batch: int, t_enc: int, t_dec: int) -> dict[str, int]:
-    """Rough bytes of training a model of ``n_params`` parameters, by part (see the module docstring)."""
+def training_bytes(n_params: int, v_out: int, latent: int, batch: int, t_enc: int, t_dec: int,
+                   per_row: int | None = None) -> dict[str, int]:
+    """Rough bytes of training a model of ``n_params`` parameters, by part (see the module
+    docstring); ``per_row`` replaces the recurrent models' activations per batch row (a
+    model's own :attr:`minis2s.models.Model.activations`)."""
     h = latent
     params = FLOAT32 * n_params
-    activations = FLOAT32 * batch * ((t_enc + t_dec) * 6 * h + t_dec * 2 * v_out)
+    if per_row is None:
+        per_row = (t_enc + t_dec) * 6 * h + t_dec * 2 * v_out
+    activations = FLOAT32 * batch * per_row
     return {
         "parameters": params,
         "RMSprop state": params,
@@ -76,16 +83,22 @@ def count_params(model_config) -> int:
 
 def check_fits(model_config, batch: int, t_enc: int, t_dec: int) -> None:
     """Raise :class:`ModelTooLarge` with the figure when training cannot fit in memory."""
+    from .models import build
+
+    model = build(model_config)
     latent = model_config.latent_dim
-    parts = training_bytes(count_params(model_config), model_config.num_decoder_tokens, latent, batch, t_enc, t_dec)
+    per_row = model.activations(t_enc, t_dec) if model.activations is not None else None
+    parts = training_bytes(count_params(model_config), model_config.num_decoder_tokens, latent, batch, t_enc, t_dec,
+                           per_row)
     need = sum(parts.values())
     have, where = available_bytes()
     if have is None or need <= have:
         return
     detail = ", ".join(f"{k} {_gb(v)}" for k, v in parts.items())
+    what = f"--latent-dim {latent}" if model.activations is None else f"{model_config.model} ({model.describe()})"
     raise ModelTooLarge(
-        f"--latent-dim {latent} with --batch-size {batch} needs at least {_gb(need)} ({detail}) but "
-        f"{where} {_gb(have)}; lower --latent-dim (or --batch-size)"
+        f"{what} with --batch-size {batch} needs at least {_gb(need)} ({detail}) but "
+        f"{where} {_gb(have)}; lower {model.size_flags} (or --batch-size)"
     )
 
 

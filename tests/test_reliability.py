@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -186,6 +187,40 @@ def test_memory_estimate_counts_every_parameter_and_refuses_with_the_figure(caps
     assert f"needs at least {sum(need.values()) / 1e9:.1f} GB (parameters {need['parameters'] / 1e9:.1f} GB" in line
     assert line.endswith("but this machine has 1.0 GB; lower --latent-dim (or --batch-size)")
     assert not (tmp_path / "x").exists()
+
+
+def test_transformer_memory_figure_is_its_own_and_names_its_size_flags(capsys, monkeypatch, tmp_path):
+    from minis2s import models, resources
+
+    cfg = models.ModelConfig(40, 50, 1, "transformer", layers=2, heads=4, embed_dim=32, ff_dim=64, max_positions=64)
+    # by hand: encoder block 40 (10*32 + 2*64) + 4*40^2 = 24,320; decoder block
+    # 50 (15*32 + 2*64) + 2*40*32 + 4 (50^2 + 50*40) = 50,960; embeddings 90*32; head 2*50*50
+    assert models.build(cfg).activations(40, 50) == 2 * (24_320 + 50_960) + 2_880 + 5_000
+    monkeypatch.setattr(resources, "available_bytes", lambda: (10**6, "this machine has"))
+    line = _cli_error(capsys, "train", *KILL_ARGS, "--model", "transformer", "--out", str(tmp_path / "x"))
+    assert "transformer (2 layers, 4 heads, width 128, feed-forward 512) with --batch-size 8 needs at least" in line
+    assert line.endswith("lower --embed-dim, --ff-dim or --layers (or --batch-size)")
+
+
+@pytest.mark.slow
+def test_transformer_memory_figure_against_what_xla_allocates():
+    """The activations figure is a lower bound of the compiled step's temporaries, and close."""
+    import optax
+
+    from minis2s import models, resources
+
+    cfg = models.ModelConfig(40, 50, 1, "transformer", layers=2, heads=4, embed_dim=32, ff_dim=64, max_positions=64)
+    model = models.build(cfg)
+    params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(model.init, jax.random.PRNGKey(0)))
+    rows, t_enc, t_dec = 16, 40, 50
+    batch = {"encoder_tokens": jnp.zeros((rows, t_enc), jnp.int32), "encoder_lengths": jnp.full((rows,), t_enc),
+             "decoder_tokens": jnp.zeros((rows, t_dec), jnp.int32), "target_tokens": jnp.zeros((rows, t_dec), jnp.int32),
+             "weight": jnp.ones(rows)}
+    optimizer = optax.rmsprop(1e-3)
+    step = train.make_train_step(optimizer, model.apply)
+    temp = step.lower(params, optimizer.init(params), batch).compile().memory_analysis().temp_size_in_bytes
+    figure = resources.FLOAT32 * rows * model.activations(t_enc, t_dec)
+    assert figure <= temp <= 3 * figure, (figure, temp)
 
 
 def test_allocator_out_of_memory_is_one_line(capsys, monkeypatch, tmp_path):

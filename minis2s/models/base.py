@@ -81,6 +81,12 @@ class Model:
     # How a figure or a log names this model's size; empty: the recurrent models' own words,
     # ``LSTM, latent 256`` (:func:`describe`).
     sizes: str = ""
+    # ``activations(t_enc, t_dec)``: float32 values one batch row keeps for the backward pass,
+    # for the memory check before training (minis2s/resources.py); None: the recurrent
+    # models' figure, 6H per time step. ``size_flags``: the flags that shrink the model, for
+    # that check's message.
+    activations: Callable[[int, int], int] | None = None
+    size_flags: str = "--latent-dim"
 
     def describe(self) -> str:
         """The model's size in words, e.g. ``LSTM, latent 256``."""

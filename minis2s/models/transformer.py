@@ -279,6 +279,24 @@ def decode_step(params: Params, memory: Memory, token: jax.Array, state: State, 
     return probs, (position + 1, *buffers), {"attention": jnp.mean(weights[:, :, 0, :], axis=1)}
 
 
+def activation_values(config: ModelConfig, t_enc: int, t_dec: int) -> int:
+    """Float32 values one batch row keeps for the backward pass, roughly (minis2s/resources.py).
+
+    Per encoder block: the input, ``Q``, ``K``, ``V``, the merged heads and their projection,
+    two layer norms (input and output each) and the feed-forward's output, ``10 d`` per
+    position, the feed-forward's hidden layer before and after the ReLU, ``2 F``, and the
+    attention weights, ``h T_enc^2``. A decoder block adds a cross-attention (``Q``, the
+    merged heads, their projection, a layer norm: ``5 d`` more per position; ``K`` and ``V``
+    of the memory, ``2 T_enc d``; weights ``h T_dec T_enc``). Then the embeddings and the
+    head's probabilities and their gradient, ``2 V_out`` per decoder position. Compared with
+    what XLA allocates for the whole step in ``tests/test_reliability.py``.
+    """
+    d, f, h, v = config.embed_dim, config.ff_dim, config.heads, config.num_decoder_tokens
+    encoder = t_enc * (10 * d + 2 * f) + h * t_enc * t_enc
+    decoder = t_dec * (15 * d + 2 * f) + 2 * t_enc * d + h * (t_dec * t_dec + t_dec * t_enc)
+    return config.layers * (encoder + decoder) + (t_enc + t_dec) * d + 2 * t_dec * v
+
+
 def build(config: ModelConfig, cell: Cell) -> Model:
     """The Transformer's :class:`~minis2s.models.base.Model`; it has no recurrent cell, so a
     ``cell`` other than the default is refused."""
@@ -299,4 +317,6 @@ def build(config: ModelConfig, cell: Cell) -> Model:
         fd_step=1e-5,  # the feed-forward's ReLU has kinks (see Model.fd_step)
         sizes=f"{config.layers} layers, {config.heads} heads, width {config.embed_dim}, "
               f"feed-forward {config.ff_dim}",
+        activations=lambda t_enc, t_dec: activation_values(config, t_enc, t_dec),
+        size_flags="--embed-dim, --ff-dim or --layers",
     )
