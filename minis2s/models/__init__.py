@@ -42,7 +42,7 @@ def build(config: ModelConfig, grad: str = cells.DEFAULT_GRAD) -> Model:
 
     ``apply``, ``encode`` and ``decode_step`` come jitted: called eagerly (a lesson, a test, a
     notebook) each runs as one compiled program instead of op by op, which compiles every
-    primitive on its own (a tiny transformer's ``apply``: 2.9 s eagerly, 0.7 s jitted); inside
+    primitive on its own (a tiny transformer's ``apply``, beside a training: 2.9 s eagerly, 0.7 s jitted); inside
     a jitted caller (training, the searches) the inner jit is inlined into the caller's
     program. ``init`` stays as written (its random draws run eagerly, as they always have).
     """
