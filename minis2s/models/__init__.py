@@ -42,9 +42,9 @@ def build(config: ModelConfig, grad: str = cells.DEFAULT_GRAD) -> Model:
 
     ``apply``, ``encode`` and ``decode_step`` come jitted: called eagerly (a lesson, a test, a
     notebook) each runs as one compiled program instead of op by op, which compiles every
-    primitive on its own (a tiny transformer's ``apply``, beside a training: 2.9 s eagerly, 0.7 s jitted); inside
-    a jitted caller (training, the searches) the inner jit is inlined into the caller's
-    program. ``init`` stays as written (its random draws run eagerly, as they always have).
+    primitive on its own (a tiny transformer's ``apply``, beside a training: 2.9 s eagerly,
+    0.7 s jitted); inside a jitted caller (training, the searches) the inner jit is inlined
+    into the caller's program. ``init`` stays as written (its random draws run eagerly, as they always have).
     """
     check_names(config.model, config.cell, grad)
     model = MODELS[config.model](config, cells.get(config.cell, grad))
