@@ -90,8 +90,8 @@ def warm_start(source: str | os.PathLike, out: str | os.PathLike, given: dict[st
     As :func:`resume` in everything else: the same fixed settings, the same data, the epoch
     count, history, shuffle key and early-stopping counters of the checkpoint. The returned
     state's ``opt_state`` is ``None``; :func:`minis2s.train.fit` rebuilds it before training
-    (:func:`minis2s.train.rebuild_optimizer_state`). A checkpoint's newest-checkpoint rule
-    does not apply: ``source`` is one checkpoint folder.
+    (:func:`minis2s.warmstart.rebuild`). ``source`` is one checkpoint folder, or a run
+    directory, which gives its newest good checkpoint as ``--resume`` would.
     """
     source = Path(source)
     if run.is_run(source):

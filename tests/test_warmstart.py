@@ -21,11 +21,11 @@ import optax
 import pytest
 
 from minis2s import data, pretrained, run, train, warmstart
-from tests import _cli
+from tests import _cli, test_resume
 
-CFG = train.Config(num_samples=40, batch_size=8, epochs=2, latent_dim=8, learning_rate=0.05)
-CLI_ARGS = ["--data", str(data.DEMO_PATH), "--num-samples", "40", "--batch-size", "8", "--latent-dim", "8",
-            "--learning-rate", "0.05", "--show", "0", "--quiet"]
+# test_resume's settings (one compilation of the step for both modules), two epochs
+CFG = dataclasses.replace(test_resume.CFG, epochs=2)
+CLI_ARGS = [*test_resume.CLI_ARGS, "--quiet"]
 
 
 def _nu(opt_state):

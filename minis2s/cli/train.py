@@ -150,6 +150,14 @@ def start_distributed(args) -> None:
                          f"({str(e).rstrip('.')}); add {' '.join(missing)}") from None
 
 
+def _refuse_existing_run(out: Path) -> None:
+    """A new run's ``--out`` must not hold one already (checked again under the lock later)."""
+    if list_checkpoints(out):
+        with runlock.hold(out):  # a run still training there is the better message
+            pass
+        newrun.refuse_existing_run(out)
+
+
 def run(args) -> int:
     with contextlib.ExitStack() as held:  # the run directory's lock, once taken (runlock.py)
         return _run(args, held)
@@ -169,8 +177,7 @@ def _run(args, held: contextlib.ExitStack) -> int:
         if args.out is None:
             raise UsageError("--warm-start CHECKPOINT needs --out DIR, the new run's directory")
         out = Path(args.out)
-        if list_checkpoints(out):
-            newrun.refuse_existing_run(out)
+        _refuse_existing_run(out)
         r = resume_mod.warm_start(args.warm_start, out, _given(args), data=args.data, epochs=args.epochs,
                                   learning_rate=args.learning_rate, patience=args.patience,
                                   checkpoint_every=args.checkpoint_every)
@@ -211,10 +218,7 @@ def _run(args, held: contextlib.ExitStack) -> int:
             raise UsageError("--test-split and --split-seed need --split source")
         options = {"patience": args.patience, "checkpoint_every": args.checkpoint_every or 1}
         out = Path(args.out or "runs/seed")
-        if list_checkpoints(out):
-            with runlock.hold(out):  # a run still training there is the better message
-                pass
-            newrun.refuse_existing_run(out)
+        _refuse_existing_run(out)
         path = data_mod.resolve_data(args.data)
         ds = load_data(path, config.num_samples)
         state, warm = None, None
