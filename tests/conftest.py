@@ -46,21 +46,45 @@ try:
 except ImportError:
     pass
 
-# XLA's CPU backend at LLVM optimisation level 0: the suite's programs are tiny and most are run
-# once, so compiling them is nearly all of its time; level 0 compiles them 2-3x faster (a
-# transformer's init: 7.7 s against 3.0 s) and runs them a little slower. Every program and its
-# oracle run under the same flag, and no test expects one CPU's rounding. Appended, so a flag
-# given in the environment (or a test's own device count) still holds. Child processes
-# inherit it (tests compare their numbers with this process's, bit for bit); one that runs a
-# real model for minutes takes ``env=optimised_env()``: level 0's slower code there costs more
-# than its faster compiles save (decoding the shipped model's test split ran 12 minutes and on).
-FAST_COMPILE = "--xla_backend_optimization_level=0"
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + FAST_COMPILE).strip()
+# Two XLA flags make the suite's compilations cheaper. Its programs are tiny and most are run
+# once, so compiling them is nearly all of its time:
+# - the CPU backend at LLVM optimisation level 0 compiles them 2-3x faster (a transformer's init:
+#   7.7 s against 3.0 s) and runs them a little slower;
+# - the CPU backend's older element-wise emitters (``--xla_cpu_use_fusion_emitters=false``)
+#   compile a one-operation program in about 15 ms instead of 25 (most eager operations are such
+#   programs): the fast tier's first run on an idle 2-core machine, from an empty cache, took
+#   2 min 32 s without it and 1 min 26 s with it.
+# Every program and its oracle run under the same flags, and no test expects one CPU's
+# rounding. Appended, so a flag given in the environment (or a test's own device count) still
+# holds; a flag this jaxlib does not know (XLA aborts on one) is left out (:func:`_xla_knows`).
+# Child processes inherit them (tests compare their numbers with this process's, bit for bit);
+# one that runs a real model for minutes takes ``env=optimised_env()``: level 0's slower code
+# there costs more than its faster compiles save (decoding the shipped model's test split ran
+# 12 minutes and on).
+
+
+def _xla_knows(flag: str) -> bool:
+    """Whether this jaxlib's XLA accepts ``flag``: asked once per jaxlib release in a child
+    process (XLA aborts the process on an unknown flag), the answer kept in the suite's folder."""
+    from importlib.metadata import version
+
+    name = flag.lstrip("-").split("=")[0]
+    answer = SUITE_DIR / f"xla-knows-{name}-jaxlib-{version('jaxlib')}"
+    if not answer.exists():
+        probe = subprocess.run([sys.executable, "-c", "import jax; jax.devices()"], capture_output=True,
+                               env={**os.environ, "XLA_FLAGS": flag}, timeout=300)
+        answer.write_text("yes" if probe.returncode == 0 else "no")
+    return answer.read_text() == "yes"
+
+
+FAST_COMPILE = tuple(f for f in ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
+                     if f.startswith("--xla_backend") or _xla_knows(f))
+os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *FAST_COMPILE]).strip()
 
 
 def optimised_env() -> dict[str, str]:
     """``run_cli(..., env=optimised_env())``: a child compiled as users run minis2s."""
-    return {"XLA_FLAGS": " ".join(f for f in os.environ["XLA_FLAGS"].split() if f != FAST_COMPILE)}
+    return {"XLA_FLAGS": " ".join(f for f in os.environ["XLA_FLAGS"].split() if f not in FAST_COMPILE)}
 
 
 # The persistent JAX compilation cache. Most of the suite's time is XLA compiling the same
