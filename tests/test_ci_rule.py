@@ -77,3 +77,21 @@ def test_the_suite_keeps_its_files_in_its_own_temp_folder():
     for name in ("KERAS_HOME", "MPLCONFIGDIR"):
         where = Path(os.environ[name])
         assert not where.is_relative_to(Path.home()) and not where.is_relative_to(ROOT), (name, where)
+
+
+def test_fast_compile_flags_are_set_and_a_flag_xla_does_not_know_is_left_out(tmp_path, monkeypatch):
+    """XLA aborts a process on an unknown flag, so conftest asks a child first (and keeps the
+    answer): a made-up flag is refused, a real one accepted; the suite's flags are in XLA_FLAGS
+    and ``optimised_env`` takes them out again."""
+    import os
+
+    from tests import conftest
+
+    monkeypatch.setattr(conftest, "SUITE_DIR", tmp_path)
+    assert conftest._xla_knows("--xla_cpu_no_such_flag_minis2s=true") is False
+    assert conftest._xla_knows("--xla_backend_optimization_level=0") is True
+    assert sorted(p.read_text() for p in tmp_path.glob("xla-knows-*")) == ["no", "yes"]
+    assert "--xla_backend_optimization_level=0" in conftest.FAST_COMPILE
+    flags = os.environ["XLA_FLAGS"].split()
+    assert all(f in flags for f in conftest.FAST_COMPILE)
+    assert not set(conftest.FAST_COMPILE) & set(conftest.optimised_env()["XLA_FLAGS"].split())
