@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import optax
 
-from . import cells, models
+from . import cells, models, scheduled
 from .data import Dataset
 from .models import ModelConfig
 from .splits import SPLITS
@@ -58,6 +58,7 @@ class Config:
     ff_dim: int = ModelConfig.ff_dim
     max_positions: int = ModelConfig.max_positions
     input_feeding: bool = False  # luong: feed the previous attentional vector to the decoder (Luong et al. 3.3)
+    dropout: float = ModelConfig.dropout  # the transformer: dropout rate in training (minis2s/dropout.py)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting that cannot work."""
@@ -79,8 +80,15 @@ class Config:
         if self.split == "source" and not (0.0 < self.test_split and self.test_split + self.validation_split < 1.0):
             raise ValueError(f"test_split must be positive and test_split + validation_split below 1, got "
                              f"{self.test_split} + {self.validation_split}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         models.check_names(self.model, self.cell, self.grad)
         probe = models.config_for(dataclasses.replace(self, latent_dim=1), "ab", "ab")  # the smallest such model
+        if self.dropout and not models.build(probe, self.grad).dropout:
+            raise ValueError(f"dropout needs a model that drops (e.g. --model transformer), not {self.model}")
+        if self.dropout and scheduled.uses_scheduled_sampling(self.teacher_forcing, self.teacher_forcing_end):
+            raise ValueError("dropout and scheduled sampling (teacher_forcing below 1) cannot be combined: "
+                             "scheduled sampling trains through the decoding path, which never drops")
         if self.attention_scale and "attention/scale" not in models.param_shapes(probe):
             raise ValueError(f"attention_scale needs a model with attention (e.g. --model luong), not {self.model}")
         if self.input_feeding:  # a model that uses it widens its decoder's input by H (1 here)

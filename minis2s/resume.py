@@ -24,7 +24,7 @@ FIXED_ON_RESUME = (
     "mask_padding", "attention_scale", "teacher_forcing", "teacher_forcing_end",
     "split", "test_split", "split_seed",
     "layers", "heads", "embed_dim", "ff_dim", "max_positions",
-    "input_feeding",
+    "input_feeding", "dropout",
 )
 
 

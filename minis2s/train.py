@@ -25,6 +25,7 @@ import numpy as np
 import optax
 
 from . import callbacks
+from . import dropout
 from . import losses
 from . import models
 from . import parallel
@@ -406,10 +407,12 @@ def fit(
     for epoch in range(state.epoch, config.epochs):
         t0 = time.perf_counter()
         perm = _epoch_order(state, epoch, train_idx)
-        coins = scheduled.step_extras(  # None: teacher forcing, the seed
-            config.teacher_forcing, config.teacher_forcing_end, config.epochs, state.shuffle_key, epoch
+        extras = dropout.combine(  # None: teacher forcing and no dropout, the seed
+            scheduled.step_extras(config.teacher_forcing, config.teacher_forcing_end, config.epochs,
+                                  state.shuffle_key, epoch),
+            dropout.step_extras(config.dropout, state.shuffle_key, epoch),
         )
-        params, opt_state, totals, step_losses = run_epoch(params, opt_state, perm, coins, progress)
+        params, opt_state, totals, step_losses = run_epoch(params, opt_state, perm, extras, progress)
         logs = _summarise(totals)
         steps = len(step_losses)
         if not math.isfinite(logs["loss"]):

@@ -17,7 +17,10 @@ from tests.conftest import ROOT, SHARED_FRA, missing, optimised_env, require_mod
 pytestmark = pytest.mark.slow  # subprocesses decoding the whole test split
 
 FOLDER = ROOT / "minis2s" / "pretrained" / pretrained.DEFAULT
-TOLERANCE = 0.05  # points: another CPU may round a few outputs differently
+# Points: another CPU may round a few outputs differently. With XLA's code limited to AVX2 on
+# this AVX-512 machine (XLA_FLAGS=--xla_cpu_max_isa=AVX2), evaluate printed the card's chrF,
+# BLEU and exact match to their last printed digit (50.97, 27.92, 0.1003).
+TOLERANCE = 0.05
 
 
 @pytest.fixture(scope="module")

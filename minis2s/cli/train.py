@@ -97,6 +97,9 @@ def add(sub) -> None:
     t.add_argument("--ff-dim", type=positive_int, metavar="N", help=f"feed-forward hidden width (default {d.ff_dim})")
     t.add_argument("--max-positions", type=positive_int, metavar="N",
                    help=f"learned positions: the longest input sentence or decoded output (default {d.max_positions})")
+    t.add_argument("--dropout", type=number(float, 0.0, 1.0, what="in [0, 1)"), metavar="P",
+                   help=f"dropout rate in training, on the embeddings and every sublayer's output "
+                   f"(default {d.dropout:g}: none)")
     p.set_defaults(func=run)
 
 

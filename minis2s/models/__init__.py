@@ -61,7 +61,7 @@ def config_for(config: Any, input_vocab: Sized, target_vocab: Sized, latent_dim:
     a ``ModelConfig`` is made from a :class:`minis2s.config.Config`.
 
     ``config`` is read for ``latent_dim``, ``model``, ``cell``, ``attention_scale``,
-    :data:`TRANSFORMER_FIELDS` and ``input_feeding`` (absent ones take the ModelConfig defaults) (a
+    :data:`TRANSFORMER_FIELDS`, ``input_feeding`` and ``dropout`` (absent ones take the ModelConfig defaults) (a
     ``Config`` dataclass, or a checkpoint manifest's config dict); ``input_vocab`` and ``target_vocab``
     are anything with a length (vocabularies, character lists). ``latent_dim``, when given,
     overrides the config's (a check of parameters whose size is read off the arrays).
@@ -77,6 +77,7 @@ def config_for(config: Any, input_vocab: Sized, target_vocab: Sized, latent_dim:
         bool(fields.get("attention_scale", defaults.attention_scale)),
         *(int(fields.get(name, getattr(defaults, name))) for name in TRANSFORMER_FIELDS),
         bool(fields.get("input_feeding", defaults.input_feeding)),  # absent from older manifests: off
+        float(fields.get("dropout", defaults.dropout)),  # absent from older manifests: none
     )
 
 

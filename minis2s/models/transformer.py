@@ -30,7 +30,10 @@ Where this departs from keras-io (the tests build Keras the same way):
   and in the cross-attention. The decoder's self-attention is causal only: padding comes
   after every real character, so no real position can see it; whether the padding
   positions count in the loss is ``--mask-padding``'s business, as for the other models;
-- no dropout before the head (keras-io's ``Dropout(0.5)``; ``--dropout`` is not built).
+- dropout (``--dropout p``, training only, default 0) where Vaswani et al. put it (their
+  5.4), not keras-io's one ``Dropout(0.5)`` before the head: on the two embedding sums and
+  on every sublayer's output before its add & norm, ``LayerNorm(x + drop(sublayer(x)))``.
+  The Keras oracle is compared at ``p = 0``.
 
 Parameters (Keras names)::
 
@@ -57,7 +60,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .. import cells, layernorm, mha
+from .. import cells, dropout, layernorm, mha
 from ..cells import Cell
 from .base import Batch, Memory, Model, ModelConfig, Params, State, dense_softmax, init_dense
 
@@ -156,35 +159,47 @@ def add_and_norm(norm: dict[str, jax.Array], x: jax.Array, sublayer_out: jax.Arr
     return layernorm.layer_norm(norm, x + sublayer_out)
 
 
-def encoder_block(block: Block, x: jax.Array, key_mask: jax.Array) -> jax.Array:
+def _identity(x: jax.Array) -> jax.Array:
+    return x
+
+
+def encoder_block(block: Block, x: jax.Array, key_mask: jax.Array, drop=_identity) -> jax.Array:
     """Self-attention over the real characters, add & norm, FFN, add & norm: ``(B, Te, d)``.
 
-    ``key_mask (B, 1, Te)`` bool: which positions may be attended to."""
+    ``key_mask (B, 1, Te)`` bool: which positions may be attended to. ``drop``: dropout on
+    each sublayer's output (:func:`minis2s.dropout.dropper`; the identity outside training)."""
     attended, _ = mha.multi_head_attention(block["attention"], x, x, mask=key_mask)
-    u = add_and_norm(block["norm_1"], x, attended)
-    return add_and_norm(block["norm_2"], u, feed_forward(block, u))
+    u = add_and_norm(block["norm_1"], x, drop(attended))
+    return add_and_norm(block["norm_2"], u, drop(feed_forward(block, u)))
 
 
-def encode_sequence(params: Params, tokens: jax.Array, lengths: jax.Array, layers: int) -> tuple[jax.Array, jax.Array]:
+def encode_sequence(params: Params, tokens: jax.Array, lengths: jax.Array, layers: int,
+                    drop=_identity) -> tuple[jax.Array, jax.Array]:
     """``(x_L (B, Te, d), key mask (B, 1, Te))``: the encoder's outputs and which are real."""
     key_mask = mha.padding_mask(lengths, tokens.shape[1])[:, None, :]  # (B, 1, Te)
-    x = positional_embedding(params["encoder_embedding"], tokens)
+    x = drop(positional_embedding(params["encoder_embedding"], tokens))
     for l in range(layers):
-        x = encoder_block(params[f"encoder_{l}"], x, key_mask)
+        x = encoder_block(params[f"encoder_{l}"], x, key_mask, drop)
     return x, key_mask
 
 
-def decoder_block(block: Block, y: jax.Array, memory: jax.Array, key_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+def decoder_block(block: Block, y: jax.Array, memory: jax.Array, key_mask: jax.Array,
+                  drop=_identity) -> tuple[jax.Array, jax.Array]:
     """Causal self-attention, add & norm, cross-attention, add & norm, FFN, add & norm.
 
     ``y (B, Td, d)``, ``memory (B, Te, d)`` the encoder's outputs, ``key_mask (B, 1, Te)``.
     Returns ``(y' (B, Td, d), cross-attention weights (B, h, Td, Te))``."""
     causal = mha.causal_mask(y.shape[1])[None]  # (1, Td, Td)
     attended, _ = mha.multi_head_attention(block["self_attention"], y, y, mask=causal)
-    u = add_and_norm(block["norm_1"], y, attended)
+    u = add_and_norm(block["norm_1"], y, drop(attended))
     crossed, weights = mha.multi_head_attention(block["cross_attention"], u, memory, mask=key_mask)
-    w = add_and_norm(block["norm_2"], u, crossed)
-    return add_and_norm(block["norm_3"], w, feed_forward(block, w)), weights
+    w = add_and_norm(block["norm_2"], u, drop(crossed))
+    return add_and_norm(block["norm_3"], w, drop(feed_forward(block, w))), weights
+
+
+def dropout_sites(layers: int) -> int:
+    """Where :func:`apply` drops: two embedding sums, two sublayers per encoder block, three per decoder block."""
+    return 2 + 5 * layers
 
 
 def check_length(config: ModelConfig, t: int, what: str) -> None:
@@ -201,14 +216,18 @@ def check_decoder_length(config: ModelConfig, t_dec: int) -> None:
 
 
 def apply(params: Params, batch: Batch, config: ModelConfig) -> jax.Array:
-    """Teacher-forced probabilities ``(B, Td, V_out)``; every position in parallel."""
+    """Teacher-forced probabilities ``(B, Td, V_out)``; every position in parallel.
+
+    A batch that carries ``dropout_key`` (a training step's, :mod:`minis2s.dropout`) is
+    dropped at ``config.dropout``; one without is not."""
     tokens, targets_in = batch["encoder_tokens"], batch["decoder_tokens"]
     check_length(config, tokens.shape[1], "encoder input")
     check_decoder_length(config, targets_in.shape[1])
-    memory, key_mask = encode_sequence(params, tokens, batch["encoder_lengths"], config.layers)
-    y = positional_embedding(params["decoder_embedding"], targets_in)
+    drop = dropout.dropper(config.dropout, batch.get("dropout_key"), dropout_sites(config.layers))
+    memory, key_mask = encode_sequence(params, tokens, batch["encoder_lengths"], config.layers, drop)
+    y = drop(positional_embedding(params["decoder_embedding"], targets_in))
     for l in range(config.layers):
-        y, _ = decoder_block(params[f"decoder_{l}"], y, memory, key_mask)
+        y, _ = decoder_block(params[f"decoder_{l}"], y, memory, key_mask, drop)
     return dense_softmax(params["dense"], y)
 
 
@@ -319,4 +338,5 @@ def build(config: ModelConfig, cell: Cell) -> Model:
               f"feed-forward {config.ff_dim}",
         activations=lambda t_enc, t_dec: activation_values(config, t_enc, t_dec),
         size_flags="--embed-dim, --ff-dim or --layers",
+        dropout=True,
     )
