@@ -108,6 +108,12 @@ def test_cli_warm_starts_a_shipped_model_into_a_new_run(two_epochs, tmp_path):
     assert json.loads((run.epoch_dir(out, 4) / "manifest.json").read_text())["warm_start"]["from"] == str(shipped.resolve())
     again = pretrained.export(out, "again", root=tmp_path / "shipped")
     assert json.loads((again / "manifest.json").read_text())["warm_start"] == {"from": "tiny", "epoch": 2}
+    # from a run directory: the record names the checkpoint it resolved to, not the directory
+    from_run = tmp_path / "from-run"
+    rc, _, err = _cli.run(["train", *CLI_ARGS, "--warm-start", str(two_epochs), "--out", str(from_run), "--epochs", "3"])
+    assert rc == 0, err
+    record = json.loads((run.epoch_dir(from_run, 3) / "manifest.json").read_text())["warm_start"]
+    assert record == {"from": str(run.epoch_dir(two_epochs, 2).resolve()), "epoch": 2}
 
 
 @pytest.mark.slow

@@ -191,7 +191,7 @@ def _run(args, held: contextlib.ExitStack) -> int:
                              f"pass --epochs N with N > {r.state.epoch}")
         print(f"Warm start in {out}/ from {r.checkpoint}: {r.state.epoch} of {r.config.epochs} epochs done", flush=True)
         config, ds, path, state, options = r.config, r.data, r.path, r.state, r.options
-        warm = {"from": str(Path(args.warm_start).resolve()), "epoch": state.epoch}
+        warm = {"from": str(Path(r.checkpoint).resolve()), "epoch": state.epoch}  # the checkpoint, also for a run dir
     elif args.resume:
         if args.out is not None:
             raise UsageError("--resume DIR continues training in DIR; leave out --out")
