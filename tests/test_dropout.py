@@ -58,7 +58,7 @@ def test_only_a_batch_with_a_key_is_dropped():
 def test_gradient_with_fixed_masks_matches_float64_finite_differences():
     """With the key held, dropout is a fixed linear map of each value, so the loss stays
     differentiable and its gradient is checked like the rest of the model's."""
-    model = models.build(CONFIG)
+    model = models.build(dataclasses.replace(CONFIG, layers=1))  # one block a side: every kind of site, less to compile
     rng = np.random.default_rng(2)
     batch = {**{k: np.asarray(v) for k, v in _batch().items()}, "dropout_key": np.asarray(jax.random.PRNGKey(3)),
              "target_tokens": rng.integers(0, 9, (3, 6)).astype(np.int32), "weight": np.ones((3,), np.float32)}
@@ -69,7 +69,7 @@ def test_gradient_with_fixed_masks_matches_float64_finite_differences():
         batch_plain = {k: v for k, v in batch.items() if k != "dropout_key"}
         plain = float(train.loss_fn(jax.tree.map(lambda a: a.astype(jnp.float64), params), batch_plain, model.apply)[0])
     assert abs(with_masks - plain) > 1e-3  # the masks are in the checked function
-    report = check_grads(loss, params, entries=4, directions=2, rtol=1e-6, atol=1e-10, seed=0, eps=model.fd_step)
+    report = check_grads(loss, params, entries=2, directions=1, rtol=1e-6, atol=1e-10, seed=0, eps=model.fd_step)
     assert report.ok, report.table()
     assert len(report.leaves) == len(jax.tree.leaves(params))
 
