@@ -4,7 +4,8 @@
 computes: keras-io's block structure (a token + learned position embedding, post-norm
 encoder and decoder blocks of ``MultiHeadAttention``, ``LayerNormalization`` and a ReLU
 feed-forward, a softmax ``Dense``) with that module's departures (``key_dim = d / h``,
-``L`` blocks a side, masks from the lengths, no dropout). It is the test oracle.
+``L`` blocks a side, masks from the lengths, no dropout: the oracle is compared with
+``--dropout 0``). It is the test oracle.
 
 Every Keras layer is named after the parameter it holds, with ``.`` for ``/``: the layer
 ``encoder_0.attention`` holds ``params["encoder_0"]["attention"]``; its variable

@@ -53,7 +53,7 @@ except ImportError:
 # - the CPU backend's older element-wise emitters (``--xla_cpu_use_fusion_emitters=false``)
 #   compile a one-operation program in about 15 ms instead of 25 (most eager operations are such
 #   programs): the fast tier's first run on an idle 2-core machine, from an empty cache, took
-#   2 min 35 s without it and 1 min 29 s with it (`time python -m pytest -q`).
+#   2 min 30 s without it and 1 min 26 s with it, one run after the other (`time python -m pytest -q`).
 # Every program and its oracle run under the same flags, and no test expects one CPU's
 # rounding. Appended, so a flag given in the environment (or a test's own device count) still
 # holds; a flag this jaxlib does not know (XLA aborts on one) is left out (:func:`_xla_knows`).
