@@ -77,8 +77,8 @@ def _xla_knows(flag: str) -> bool:
     return answer.read_text() == "yes"
 
 
-FAST_COMPILE = tuple(f for f in ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
-                     if f.startswith("--xla_backend") or _xla_knows(f))
+FAST_COMPILE = ("--xla_backend_optimization_level=0",  # long-standing: every supported jaxlib has it
+                *(f for f in ("--xla_cpu_use_fusion_emitters=false",) if _xla_knows(f)))  # transitional: asked first
 os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *FAST_COMPILE]).strip()
 
 
