@@ -61,8 +61,9 @@ class ModelConfig:
     # The transformer: the rate of its dropout in training (minis2s/dropout.py; 0: none). A
     # model whose ``Model.dropout`` is False has none (Config.validate refuses a rate there).
     # On the seed recipe's 10,000 pairs, 0.1 ended 10 epochs at val_loss 0.463 against none's
-    # best 0.482 (epoch 8; it rose after); the default stays none, as the whole corpus did
-    # validation loss fell at all 14 epochs without it and the documented runs had none (docs/performance.md, "Dropout").
+    # best 0.482 (epoch 8; it rose after). The default stays none: the whole-corpus model's
+    # validation loss fell at all 14 of its epochs without dropout, and the documented runs
+    # had none (docs/performance.md, "Dropout").
     dropout: float = 0.0
 
 
